@@ -1,0 +1,7 @@
+//! Sentry wire formats: envelopes, auth headers, content encodings, event payloads. No I/O.
+
+pub mod auth;
+pub mod compression;
+pub mod envelope;
+pub mod event;
+pub mod lenient;
