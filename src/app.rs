@@ -1,0 +1,65 @@
+//! The running server: its shared state, and `serve` over an already-bound listener.
+
+use crate::clock::Clock;
+use crate::config::Limits;
+use crate::http;
+use crate::pipeline::{KeyCache, Pipeline};
+use crate::store::Store;
+use std::future::Future;
+use tokio::net::TcpListener;
+
+/// What every handler can reach. Cheap to clone (handles and `Arc`s only).
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub pipeline: Pipeline,
+    pub keys: KeyCache,
+    pub clock: Clock,
+    pub limits: Limits,
+    /// Base URL clients use, without a trailing slash (DSNs, permalinks, Link headers).
+    pub public_url: String,
+    pub org: String,
+}
+
+/// Settings of one server instance.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub public_url: String,
+    pub org: String,
+    pub limits: Limits,
+    pub clock: Clock,
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
+/// (each waits for its event's commit), drains the writer and closes the database.
+pub async fn serve(
+    listener: TcpListener,
+    store: Store,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (pipeline, writer) = Pipeline::start(
+        store.clone(),
+        settings.limits.queue_capacity,
+        settings.limits.max_batch,
+    );
+    let state = AppState {
+        keys: KeyCache::new(store.clone(), settings.clock.clone()),
+        store: store.clone(),
+        pipeline,
+        clock: settings.clock,
+        limits: settings.limits,
+        public_url: settings.public_url,
+        org: settings.org,
+    };
+    let app = http::router(state);
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    // The router (and with it every Pipeline handle) is gone: the writer drains and ends.
+    if let Err(e) = writer.await {
+        tracing::error!(error = %e, "writer task failed");
+    }
+    store.close().await;
+    result
+}

@@ -1,0 +1,202 @@
+//! The command line: `serve`, `project`, `token`, `stress`, `bench-sink`.
+
+use crate::app::{self, Settings};
+use crate::clock::Clock;
+use crate::config::{Common, Limits};
+use crate::store::projects::Project;
+use crate::store::Store;
+use crate::{stress, token};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "stackhound", version, about = "A Sentry-compatible error tracker")]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server (creates the database and a first project and token when empty).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "STACKHOUND_BIND", default_value = "127.0.0.1:8000")]
+        bind: String,
+    },
+    /// Manage projects.
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Send realistic error envelopes to a DSN and report throughput and latency.
+    Stress(stress::StressArgs),
+    /// A server that only reads request bodies: the HTTP ceiling for benchmarks.
+    BenchSink {
+        #[arg(long, default_value = "127.0.0.1:8001")]
+        bind: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProjectCommand {
+    /// Create a project and print its DSN.
+    Create {
+        slug: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List projects with their DSNs.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create an API token; it is printed once and stored only hashed.
+    Create {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `{scheme}://{key}@{host}{path}/{project_id}` from the public URL.
+pub fn dsn(public_url: &str, project: &Project) -> String {
+    let (scheme, rest) = public_url.split_once("://").unwrap_or(("http", public_url));
+    format!("{scheme}://{}@{rest}/{}", project.public_key, project.id)
+}
+
+fn project_json(public_url: &str, p: &Project) -> serde_json::Value {
+    serde_json::json!({"id": p.id.to_string(), "slug": p.slug, "name": p.name, "dsn": dsn(public_url, p)})
+}
+
+fn valid_slug(slug: &str) -> bool {
+    !slug.is_empty()
+        && slug.len() <= 50
+        && slug
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+pub async fn create_project(store: &Store, clock: &Clock, slug: &str, name: &str) -> anyhow::Result<Project> {
+    anyhow::ensure!(
+        valid_slug(slug),
+        "a project slug is 1-50 lowercase letters, digits, '-' or '_'"
+    );
+    let key = token::generate_public_key();
+    Ok(store
+        .create_project(slug, name, &key, clock.now().timestamp_micros())
+        .await?)
+}
+
+pub async fn create_token(store: &Store, clock: &Clock, label: &str) -> anyhow::Result<String> {
+    let t = token::generate();
+    store
+        .insert_token(&token::hash(&t), label, clock.now().timestamp_micros())
+        .await?;
+    Ok(t)
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let clock = Clock::System;
+    let common = cli.common;
+    match cli.command {
+        Command::Serve { bind } => {
+            let store = Store::open(&common.database_url)
+                .await
+                .with_context(|| format!("opening {}", crate::config::redact_url(&common.database_url)))?;
+            let public_url = common.public_url_or(&bind);
+            if store.list_projects().await?.is_empty() {
+                let p = create_project(&store, &clock, "default", "Default").await?;
+                let t = create_token(&store, &clock, "admin").await?;
+                println!("Created project 'default'.");
+                println!("  DSN:       {}", dsn(&public_url, &p));
+                println!("  API token: {t}");
+                println!("The token is shown only this once; `stackhound token create` makes more.");
+            }
+            let listener = tokio::net::TcpListener::bind(&bind)
+                .await
+                .with_context(|| format!("binding {bind}"))?;
+            tracing::info!(addr = %listener.local_addr()?, "listening");
+            let settings = Settings {
+                public_url,
+                org: common.org,
+                limits: Limits::default(),
+                clock,
+            };
+            app::serve(listener, store, settings, shutdown_signal()).await?;
+            tracing::info!("stopped");
+        }
+        Command::Project(cmd) => {
+            let store = Store::open(&common.database_url).await?;
+            let public_url = common.public_url_or("127.0.0.1:8000");
+            match cmd {
+                ProjectCommand::Create { slug, name, json } => {
+                    let name = name.unwrap_or_else(|| slug.clone());
+                    let p = create_project(&store, &clock, &slug, &name).await?;
+                    if json {
+                        println!("{}", project_json(&public_url, &p));
+                    } else {
+                        println!("{}\t{}\t{}", p.id, p.slug, dsn(&public_url, &p));
+                    }
+                }
+                ProjectCommand::List { json } => {
+                    for p in store.list_projects().await? {
+                        if json {
+                            println!("{}", project_json(&public_url, &p));
+                        } else {
+                            println!("{}\t{}\t{}", p.id, p.slug, dsn(&public_url, &p));
+                        }
+                    }
+                }
+            }
+            store.close().await;
+        }
+        Command::Token(TokenCommand::Create { json }) => {
+            let store = Store::open(&common.database_url).await?;
+            let t = create_token(&store, &clock, "cli").await?;
+            if json {
+                println!("{}", serde_json::json!({ "token": t }));
+            } else {
+                println!("{t}");
+            }
+            store.close().await;
+        }
+        Command::Stress(args) => {
+            stress::run(args).await?;
+        }
+        Command::BenchSink { bind } => {
+            let listener = tokio::net::TcpListener::bind(&bind).await?;
+            crate::http::sink::serve(listener).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

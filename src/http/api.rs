@@ -1,0 +1,351 @@
+//! The first read API under `/api/0/`, in Sentry's JSON shapes (string ids and counts,
+//! camelCase, `Link` header pagination) so sentry-cli and existing scripts can read it.
+
+use super::error_response;
+use crate::app::AppState;
+use crate::issue::{self, short_id};
+use crate::normalize;
+use crate::protocol::event;
+use crate::store::events::EventRow;
+use crate::store::issues::{IssueFilter, IssueRow};
+use crate::token;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{SecondsFormat, TimeZone, Utc};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+/// An API refusal: status and detail.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error_response(self.0, &self.1)
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> ApiError {
+        tracing::error!(error = %e, "database error in the API");
+        ApiError(StatusCode::SERVICE_UNAVAILABLE, "database unavailable".into())
+    }
+}
+
+fn not_found(what: &str) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, format!("{what} not found"))
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Every `/api/0/` route needs `Authorization: Bearer <token>` of a stored token.
+async fn authenticate(app: &AppState, headers: &HeaderMap) -> ApiResult<i64> {
+    let unauthorized = |m: &str| ApiError(StatusCode::UNAUTHORIZED, m.into());
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| unauthorized("Authentication credentials were not provided."))?;
+    let value = value.to_str().map_err(|_| unauthorized("Invalid token header."))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| unauthorized("Invalid token header. Use 'Bearer <token>'."))?;
+    app.store
+        .token_id(&token::hash(token))
+        .await?
+        .ok_or_else(|| unauthorized("Invalid token."))
+}
+
+pub fn iso(us: i64) -> String {
+    Utc.timestamp_micros(us)
+        .single()
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// The Sentry issue (group) object.
+pub fn issue_json(app: &AppState, row: &IssueRow) -> Value {
+    let metadata: Value = serde_json::from_str(&row.metadata).unwrap_or_else(|_| json!({}));
+    json!({
+        "id": row.id.to_string(),
+        "shortId": short_id(&row.project_slug, row.short_number),
+        "title": row.title,
+        "culprit": row.culprit,
+        "permalink": format!("{}/organizations/{}/issues/{}/", app.public_url, app.org, row.id),
+        "logger": null,
+        "level": row.level,
+        "status": row.status,
+        "statusDetails": {},
+        "substatus": if row.status == "unresolved" { json!("ongoing") } else { Value::Null },
+        "isPublic": false,
+        "platform": row.platform,
+        "project": {
+            "id": row.project_id.to_string(),
+            "name": row.project_name,
+            "slug": row.project_slug,
+        },
+        "type": row.event_type,
+        "issueType": "error",
+        "issueCategory": "error",
+        "metadata": metadata,
+        "numComments": 0,
+        "assignedTo": null,
+        "isBookmarked": false,
+        "isSubscribed": false,
+        "subscriptionDetails": null,
+        "hasSeen": false,
+        "annotations": [],
+        "shareId": null,
+        "count": row.event_count.to_string(),
+        "userCount": 0,
+        "firstSeen": iso(row.first_seen),
+        "lastSeen": iso(row.last_seen),
+        "stats": {},
+    })
+}
+
+#[derive(Deserialize)]
+pub struct ListParams {
+    query: Option<String>,
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `{last_seen}:{id}:0`: a keyset cursor, stable while new events arrive.
+fn parse_cursor(c: Option<&str>) -> ApiResult<Option<(i64, i64)>> {
+    let Some(c) = c.filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    let mut parts = c.split(':');
+    match (
+        parts.next().and_then(|p| p.parse().ok()),
+        parts.next().and_then(|p| p.parse().ok()),
+    ) {
+        (Some(a), Some(b)) => Ok(Some((a, b))),
+        _ => Err(ApiError(StatusCode::BAD_REQUEST, "invalid cursor".into())),
+    }
+}
+
+/// Sentry's `Link` header: sentry-cli follows `rel="next"` while `results="true"`.
+fn link_header(base: &str, next: Option<String>) -> HeaderValue {
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let prev = format!("<{base}{sep}cursor=>; rel=\"previous\"; results=\"false\"; cursor=\"\"");
+    let next = match next {
+        Some(c) => format!("<{base}{sep}cursor={c}>; rel=\"next\"; results=\"true\"; cursor=\"{c}\""),
+        None => format!("<{base}{sep}cursor=>; rel=\"next\"; results=\"false\"; cursor=\"\""),
+    };
+    HeaderValue::from_str(&format!("{prev}, {next}")).unwrap_or(HeaderValue::from_static(""))
+}
+
+fn page_limit(limit: Option<i64>) -> i64 {
+    limit.unwrap_or(100).clamp(1, 100)
+}
+
+pub async fn list_issues(
+    State(app): State<AppState>,
+    Path((org, project)): Path<(String, String)>,
+    Query(params): Query<ListParams>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    authenticate(&app, &headers).await?;
+    if org != app.org {
+        return Err(not_found("organization"));
+    }
+    let project = app
+        .store
+        .project_by_slug(&project)
+        .await?
+        .ok_or_else(|| not_found("project"))?;
+    let q = issue::parse_query(params.query.as_deref());
+    let limit = page_limit(params.limit);
+    let filter = IssueFilter {
+        status: q.status.map(str::to_string),
+        words: q.words,
+        after: parse_cursor(params.cursor.as_deref())?,
+        limit: limit + 1,
+    };
+    let mut rows = app.store.list_issues(project.id, &filter).await?;
+    let next = (rows.len() as i64 > limit).then(|| {
+        rows.truncate(limit as usize);
+        let last = &rows[rows.len() - 1];
+        format!("{}:{}:0", last.last_seen, last.id)
+    });
+    let mut base = format!(
+        "{}/api/0/projects/{}/{}/issues/",
+        app.public_url, app.org, project.slug
+    );
+    if let Some(query) = &params.query {
+        let enc = percent_encoding::utf8_percent_encode(query, percent_encoding::NON_ALPHANUMERIC);
+        base.push_str(&format!("?query={enc}"));
+    }
+    let body: Vec<Value> = rows.iter().map(|r| issue_json(&app, r)).collect();
+    let mut resp = Json(body).into_response();
+    resp.headers_mut().insert(header::LINK, link_header(&base, next));
+    Ok(resp)
+}
+
+/// A numeric issue id, or a short id like `DEFAULT-3`.
+async fn find_issue(app: &AppState, id: &str) -> ApiResult<IssueRow> {
+    if let Ok(n) = id.parse::<i64>() {
+        return app.store.issue(n).await?.ok_or_else(|| not_found("issue"));
+    }
+    let (slug, number) = issue::parse_short_id(id).ok_or_else(|| not_found("issue"))?;
+    let project = app
+        .store
+        .project_by_slug(&slug)
+        .await?
+        .ok_or_else(|| not_found("issue"))?;
+    app.store
+        .issue_by_number(project.id, number)
+        .await?
+        .ok_or_else(|| not_found("issue"))
+}
+
+pub async fn issue_detail(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    authenticate(&app, &headers).await?;
+    let row = find_issue(&app, &id).await?;
+    let mut issue = issue_json(&app, &row);
+    if let Value::Object(m) = &mut issue {
+        for (k, v) in [
+            ("activity", json!([])),
+            ("firstRelease", Value::Null),
+            ("lastRelease", Value::Null),
+            ("seenBy", json!([])),
+            ("participants", json!([])),
+            ("tags", json!([])),
+            ("userReportCount", json!(0)),
+            ("pluginActions", json!([])),
+        ] {
+            m.insert(k.into(), v);
+        }
+    }
+    Ok(Json(issue))
+}
+
+pub async fn org_issue_detail(
+    State(app): State<AppState>,
+    Path((org, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    if org != app.org {
+        authenticate(&app, &headers).await?;
+        return Err(not_found("organization"));
+    }
+    issue_detail(State(app), Path(id), headers).await
+}
+
+/// The stored event JSON plus Sentry's API fields about it.
+fn event_json(row: &EventRow, full: bool) -> Value {
+    let raw = row.payload.event_json().unwrap_or_default();
+    let mut stored: Map<String, Value> = serde_json::from_slice(&raw).unwrap_or_default();
+    let parsed = event::parse(&raw).unwrap_or_default();
+    let s = normalize::summarize(&parsed, row.received as f64 / 1e6);
+    let id = hex::encode(row.event_id);
+    let tags: Vec<Value> = s
+        .tags
+        .iter()
+        .map(|(k, v)| json!({"key": k, "value": v}))
+        .collect();
+    let user = stored.get("user").cloned().unwrap_or(Value::Null);
+    let mut out = if full { std::mem::take(&mut stored) } else { Map::new() };
+    // The envelope header's id wins over the payload's, so show the one we stored.
+    if full {
+        out.insert("event_id".into(), json!(id));
+    }
+    for (k, v) in [
+        ("id", json!(id)),
+        ("eventID", json!(id)),
+        ("groupID", json!(row.issue_id.to_string())),
+        ("projectID", json!(row.project_id.to_string())),
+        ("title", json!(s.title)),
+        ("message", json!(s.message)),
+        ("culprit", json!(s.culprit)),
+        ("platform", json!(s.platform)),
+        ("event.type", json!(s.event_type)),
+        ("dateCreated", json!(iso(row.timestamp))),
+        ("dateReceived", json!(iso(row.received))),
+        ("user", user),
+        ("tags", json!(tags)),
+        ("metadata", s.metadata),
+    ] {
+        // In a full event the stored fields stay as sent; the API fields fill in around them.
+        if !full || !out.contains_key(k) || matches!(k, "id" | "eventID" | "groupID" | "projectID") {
+            out.insert(k.into(), v);
+        }
+    }
+    Value::Object(out)
+}
+
+#[derive(Deserialize)]
+pub struct EventParams {
+    cursor: Option<String>,
+    limit: Option<i64>,
+    full: Option<String>,
+}
+
+pub async fn issue_events(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Query(params): Query<EventParams>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    authenticate(&app, &headers).await?;
+    let issue = find_issue(&app, &id).await?;
+    let limit = page_limit(params.limit);
+    let after = parse_cursor(params.cursor.as_deref())?;
+    let mut rows = app.store.issue_events(issue.id, after, limit + 1).await?;
+    let next = (rows.len() as i64 > limit).then(|| {
+        rows.truncate(limit as usize);
+        let last = &rows[rows.len() - 1];
+        format!("{}:{}:0", last.timestamp, last.id)
+    });
+    let full = matches!(params.full.as_deref(), Some("1" | "true"));
+    let body: Vec<Value> = rows.iter().map(|r| event_json(r, full)).collect();
+    let base = format!("{}/api/0/issues/{}/events/", app.public_url, issue.id);
+    let mut resp = Json(body).into_response();
+    resp.headers_mut().insert(header::LINK, link_header(&base, next));
+    Ok(resp)
+}
+
+/// `latest`, `oldest`, `recommended` (= latest) or an event id.
+pub async fn issue_event(
+    State(app): State<AppState>,
+    Path((id, which)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    authenticate(&app, &headers).await?;
+    let issue = find_issue(&app, &id).await?;
+    let row = match which.as_str() {
+        "latest" | "recommended" => app.store.issue_events(issue.id, None, 1).await?.pop(),
+        "oldest" => app.store.oldest_event(issue.id).await?,
+        other => match crate::pipeline::parse_event_id(other) {
+            Some(event_id) => app.store.issue_event(issue.id, event_id).await?,
+            None => None,
+        },
+    };
+    let row = row.ok_or_else(|| not_found("event"))?;
+    Ok(Json(event_json(&row, true)))
+}
+
+/// `GET /api/0/`: who the token is, like Sentry's index (sentry-cli's `info` reads it).
+pub async fn index(State(app): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    let token_id = authenticate(&app, &headers).await?;
+    Ok(Json(json!({
+        "version": "0",
+        "auth": {"scopes": ["event:read", "event:write", "project:read", "project:write", "org:read"]},
+        "user": {"id": token_id.to_string(), "name": "stackhound", "username": "stackhound"},
+    })))
+}
+
+pub async fn readyz(State(app): State<AppState>) -> Response {
+    match app.store.ping().await {
+        Ok(()) => Json(json!({"ready": true})).into_response(),
+        Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}

@@ -1,0 +1,112 @@
+//! The only module that knows axum: routes, extractors, and error-to-response mapping.
+
+pub mod api;
+pub mod ingest;
+pub mod sink;
+
+use crate::app::AppState;
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, MethodRouter};
+use axum::{Json, Router};
+use std::time::Duration;
+use tower_http::cors::{Any, CorsLayer};
+
+/// Every route of the server.
+pub fn router(state: AppState) -> Router {
+    let ingest = with_slash(
+        Router::new(),
+        "/api/{project_id}/envelope",
+        post(ingest::envelope),
+    );
+    let ingest = with_slash(ingest, "/api/{project_id}/store", post(ingest::store))
+        .layer(ingest_cors());
+    let api = Router::new();
+    let api = with_slash(api, "/api/0/projects/{org}/{project}/issues", get(api::list_issues));
+    let api = with_slash(api, "/api/0/issues/{issue}", get(api::issue_detail));
+    let api = with_slash(
+        api,
+        "/api/0/organizations/{org}/issues/{issue}",
+        get(api::org_issue_detail),
+    );
+    let api = with_slash(api, "/api/0/issues/{issue}/events", get(api::issue_events));
+    let api = with_slash(
+        api,
+        "/api/0/issues/{issue}/events/{event}",
+        get(api::issue_event),
+    );
+    let api = with_slash(api, "/api/0", get(api::index));
+    let probes = Router::new()
+        .route("/healthz", get(|| async { Json(serde_json::json!({"ok": true})) }))
+        .route("/readyz", get(api::readyz));
+    ingest
+        .merge(api)
+        .merge(probes)
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Registers `path` and `path/`: SDKs always send the slash, people and scripts often don't.
+fn with_slash(
+    router: Router<AppState>,
+    path: &str,
+    handler: MethodRouter<AppState>,
+) -> Router<AppState> {
+    router
+        .route(path, handler.clone())
+        .route(&format!("{path}/"), handler)
+}
+
+/// Browser SDKs post cross-origin and must be able to read the rate-limit headers.
+fn ingest_cors() -> CorsLayer {
+    let allowed = [
+        "x-sentry-auth",
+        "x-requested-with",
+        "x-forwarded-for",
+        "origin",
+        "referer",
+        "accept",
+        "content-type",
+        "authentication",
+        "authorization",
+        "content-encoding",
+        "transfer-encoding",
+    ]
+    .map(HeaderName::from_static);
+    let exposed = ["x-sentry-error", "x-sentry-rate-limits", "retry-after"]
+        .map(HeaderName::from_static);
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::POST, Method::OPTIONS])
+        .allow_headers(allowed)
+        .expose_headers(exposed)
+        .max_age(Duration::from_secs(3600))
+}
+
+async fn not_found() -> Response {
+    error_response(StatusCode::NOT_FOUND, "not found")
+}
+
+/// `{"detail": ...}` with the given status: the error shape of every surface.
+pub fn error_response(status: StatusCode, detail: &str) -> Response {
+    (status, Json(serde_json::json!({ "detail": detail }))).into_response()
+}
+
+/// Like `error_response`, plus the `X-Sentry-Error` header SDKs log.
+pub fn ingest_error_response(status: StatusCode, detail: &str) -> Response {
+    let mut resp = error_response(status, detail);
+    let clean: String = detail
+        .chars()
+        .map(|c| if c.is_ascii() && !c.is_ascii_control() { c } else { '?' })
+        .take(200)
+        .collect();
+    if let Ok(v) = HeaderValue::from_str(&clean) {
+        resp.headers_mut()
+            .insert(HeaderName::from_static("x-sentry-error"), v);
+    }
+    if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    resp
+}

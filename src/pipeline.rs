@@ -1,0 +1,297 @@
+//! The one orchestration of an accepted event: prepare it (parse, summarize, group) on the
+//! request's own task, then hand it to the single writer and wait for its commit.
+//!
+//! Group commit: the writer takes everything queued (up to `max_batch`) into one transaction,
+//! and answers each waiting request when that transaction has committed. While one batch is
+//! being written the next one queues, so the batch size grows with the load by itself and
+//! durability costs one fsync per batch, not per event. The queue is bounded: when it is full
+//! the request is refused (503) instead of growing memory.
+
+use crate::clock::Clock;
+use crate::grouping;
+use crate::normalize;
+use crate::payload::StoredPayload;
+use crate::protocol::event;
+use crate::store::ingest::{HashCache, IssueSeed, NewEvent, Stored};
+use crate::store::Store;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// Why an event could not be accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("invalid JSON data: {0}")]
+    InvalidEvent(String),
+    #[error("the server is overloaded, retry later")]
+    Overloaded,
+    #[error("the event could not be stored")]
+    StoreFailed,
+}
+
+/// A parsed, grouped event and the id it will be answered with.
+pub struct Prepared {
+    pub event: NewEvent,
+    pub event_id_hex: String,
+}
+
+/// Turns an event payload into a row ready to store. Pure but for the clock value passed in.
+///
+/// `header_event_id` (the envelope's, already normalized) wins over the payload's; when both
+/// are missing or invalid a fresh id is generated, as Relay does. `sent_at` corrects clock
+/// drift of the client when it is off by more than a minute.
+pub fn prepare(
+    project_id: i64,
+    header_event_id: Option<&str>,
+    json: &[u8],
+    payload: impl FnOnce() -> StoredPayload,
+    received: f64,
+    sent_at: Option<f64>,
+) -> Result<Prepared, IngestError> {
+    let ev = event::parse(json).map_err(|e| IngestError::InvalidEvent(e.to_string()))?;
+    let id = header_event_id
+        .and_then(parse_event_id)
+        .or_else(|| ev.event_id.as_deref().and_then(parse_event_id))
+        .unwrap_or_else(|| *uuid::Uuid::new_v4().as_bytes());
+    let summary = normalize::summarize(&ev, received);
+    let hashes = grouping::hashes(&ev);
+    let drift = sent_at.map(|s| received - s).filter(|d| d.abs() > 60.0);
+    let timestamp = summary.timestamp + drift.unwrap_or(0.0);
+    let seed = IssueSeed {
+        title: summary.title,
+        culprit: summary.culprit,
+        level: summary.level.as_str(),
+        platform: summary.platform,
+        event_type: summary.event_type,
+        metadata: summary.metadata.to_string(),
+    };
+    Ok(Prepared {
+        event_id_hex: hex::encode(id),
+        event: NewEvent {
+            project_id,
+            event_id: id,
+            hashes,
+            grouping_version: grouping::GROUPING_VERSION,
+            seed,
+            timestamp_us: (timestamp * 1e6) as i64,
+            received_us: (received * 1e6) as i64,
+            payload: payload(),
+        },
+    })
+}
+
+/// 32 hex digits or a dashed UUID, any case.
+pub fn parse_event_id(s: &str) -> Option<[u8; 16]> {
+    let s = s.trim();
+    let ok = matches!(s.len(), 32 | 36) && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+    ok.then(|| uuid::Uuid::try_parse(s).ok())
+        .flatten()
+        .map(|u| *u.as_bytes())
+}
+
+/// Counters of what ingestion saw, for logs and health.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub events_stored: AtomicU64,
+    pub events_duplicate: AtomicU64,
+    pub batches: AtomicU64,
+    pub overloaded: AtomicU64,
+    dropped: RwLock<HashMap<String, u64>>,
+}
+
+impl Counters {
+    /// An accepted item we do not process (transaction, session, ...): counted, then dropped.
+    pub fn dropped_item(&self, ty: &str) {
+        if let Ok(mut m) = self.dropped.write() {
+            *m.entry(ty.to_string()).or_default() += 1;
+        }
+    }
+
+    pub fn dropped_items(&self) -> HashMap<String, u64> {
+        self.dropped.read().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
+struct Job {
+    event: NewEvent,
+    reply: oneshot::Sender<Option<Stored>>,
+}
+
+/// The handle request handlers use: submit an event, await its commit.
+#[derive(Clone)]
+pub struct Pipeline {
+    queue: mpsc::Sender<Job>,
+    pub counters: Arc<Counters>,
+}
+
+impl Pipeline {
+    /// Starts the writer task; it ends once every `Pipeline` clone is dropped and the queue
+    /// is drained, which is how shutdown flushes.
+    pub fn start(
+        store: Store,
+        capacity: usize,
+        max_batch: usize,
+    ) -> (Pipeline, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let counters = Arc::new(Counters::default());
+        let writer = tokio::spawn(run_writer(store, rx, max_batch, counters.clone()));
+        (
+            Pipeline {
+                queue: tx,
+                counters,
+            },
+            writer,
+        )
+    }
+
+    /// Queues the event and waits until it is committed.
+    pub async fn submit(&self, event: NewEvent) -> Result<Stored, IngestError> {
+        let (reply, done) = oneshot::channel();
+        self.queue.try_send(Job { event, reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                self.counters.overloaded.fetch_add(1, Ordering::Relaxed);
+                IngestError::Overloaded
+            }
+            mpsc::error::TrySendError::Closed(_) => IngestError::StoreFailed,
+        })?;
+        done.await
+            .ok()
+            .flatten()
+            .ok_or(IngestError::StoreFailed)
+    }
+
+    /// How many events wait for the writer now.
+    pub fn queued(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+}
+
+async fn run_writer(
+    store: Store,
+    mut rx: mpsc::Receiver<Job>,
+    max_batch: usize,
+    counters: Arc<Counters>,
+) {
+    let mut cache = HashCache::default();
+    let mut jobs = Vec::with_capacity(max_batch);
+    while rx.recv_many(&mut jobs, max_batch).await > 0 {
+        let (events, replies): (Vec<NewEvent>, Vec<_>) =
+            jobs.drain(..).map(|j| (j.event, j.reply)).unzip();
+        let started = Instant::now();
+        let results = match store.write_batch(&events, &mut cache).await {
+            Ok(results) => results.into_iter().map(Some).collect(),
+            Err(e) => {
+                // One bad row must not fail its neighbours: retry each event on its own.
+                tracing::warn!(error = %e, n = events.len(), "batch failed; retrying one by one");
+                let mut out = Vec::with_capacity(events.len());
+                for ev in events.chunks(1) {
+                    match store.write_batch(ev, &mut cache).await {
+                        Ok(mut r) => out.push(r.pop()),
+                        Err(e) => {
+                            tracing::error!(error = %e, "event could not be stored");
+                            out.push(None);
+                        }
+                    }
+                }
+                out
+            }
+        };
+        counters.batches.fetch_add(1, Ordering::Relaxed);
+        for (reply, result) in replies.into_iter().zip(results) {
+            if let Some(r) = result {
+                let counter = if r.inserted {
+                    &counters.events_stored
+                } else {
+                    &counters.events_duplicate
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            // The requester may have gone away; the event is stored all the same.
+            let _ = reply.send(result);
+        }
+        if started.elapsed() > Duration::from_secs(1) {
+            tracing::warn!(elapsed = ?started.elapsed(), "slow batch commit");
+        }
+    }
+    tracing::debug!("writer drained and stopped");
+}
+
+/// Public key -> project id, so that authenticating a request rarely touches the database.
+/// Unknown keys are remembered briefly too, so a client with a wrong key cannot make every
+/// request a query.
+#[derive(Clone)]
+pub struct KeyCache {
+    store: Store,
+    clock: Clock,
+    known: Arc<RwLock<HashMap<String, (Option<i64>, i64)>>>,
+}
+
+impl KeyCache {
+    const NEGATIVE_TTL_US: i64 = 5_000_000;
+    const MAX_ENTRIES: usize = 10_000;
+
+    pub fn new(store: Store, clock: Clock) -> KeyCache {
+        KeyCache {
+            store,
+            clock,
+            known: Arc::default(),
+        }
+    }
+
+    /// The project id of a public key, or None if no project has it.
+    pub async fn project_of(&self, key: &str) -> Result<Option<i64>, crate::store::StoreError> {
+        let now = self.clock.now().timestamp_micros();
+        if let Some(&(project, at)) = self.known.read().ok().as_ref().and_then(|m| m.get(key)) {
+            if project.is_some() || now - at < Self::NEGATIVE_TTL_US {
+                return Ok(project);
+            }
+        }
+        let project = self.store.project_by_key(key).await?.map(|p| p.id);
+        if let Ok(mut m) = self.known.write() {
+            if m.len() >= Self::MAX_ENTRIES {
+                m.clear();
+            }
+            m.insert(key.to_string(), (project, now));
+        }
+        Ok(project)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_ids_in_both_forms() {
+        let a = parse_event_id("9ec79c33ec9942ab8353589fcb2e04dc").unwrap();
+        let b = parse_event_id("9EC79C33-EC99-42AB-8353-589FCB2E04DC").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(parse_event_id("xyz"), None);
+        assert_eq!(parse_event_id("{9ec79c33-ec99-42ab-8353-589fcb2e04dc}"), None);
+    }
+
+    #[test]
+    fn header_id_wins_and_drift_is_corrected() {
+        let json = br#"{"event_id":"00000000000000000000000000000001","message":"m","timestamp":1000.0}"#;
+        let p = prepare(
+            1,
+            Some("00000000000000000000000000000002"),
+            json,
+            || StoredPayload::compress(json),
+            5000.0,
+            Some(4000.0),
+        )
+        .unwrap();
+        assert_eq!(p.event_id_hex, "00000000000000000000000000000002");
+        assert_eq!(p.event.timestamp_us, 2_000_000_000);
+    }
+
+    #[test]
+    fn missing_ids_are_generated() {
+        let p = prepare(1, None, b"{}", || StoredPayload::compress(b"{}"), 1.0, None).unwrap();
+        assert_eq!(p.event_id_hex.len(), 32);
+        assert!(!p.event.hashes.is_empty());
+    }
+}

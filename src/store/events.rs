@@ -1,0 +1,88 @@
+//! Reading stored events of an issue, newest first.
+
+use super::{Result, Store};
+use crate::payload::StoredPayload;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    pub id: i64,
+    pub project_id: i64,
+    pub event_id: [u8; 16],
+    pub issue_id: i64,
+    pub timestamp: i64,
+    pub received: i64,
+    pub payload: StoredPayload,
+}
+
+type Row = (i64, i64, Vec<u8>, i64, i64, i64, String, Vec<u8>);
+
+fn from_row(r: Row) -> EventRow {
+    EventRow {
+        id: r.0,
+        project_id: r.1,
+        event_id: r.2.as_slice().try_into().unwrap_or_default(),
+        issue_id: r.3,
+        timestamp: r.4,
+        received: r.5,
+        payload: StoredPayload {
+            codec: r.6,
+            bytes: r.7,
+        },
+    }
+}
+
+const SELECT: &str = "SELECT id, project_id, event_id, issue_id, timestamp, received,
+    payload_codec, payload FROM events";
+
+impl Store {
+    /// A page of an issue's events, newest `timestamp` first, strictly after the keyset cursor.
+    pub async fn issue_events(
+        &self,
+        issue_id: i64,
+        after: Option<(i64, i64)>,
+        limit: i64,
+    ) -> Result<Vec<EventRow>> {
+        let (lo_ts, lo_id) = after.unwrap_or((i64::MAX, i64::MAX));
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "{SELECT} WHERE issue_id = $1 AND (timestamp, id) < ($2, $3)
+             ORDER BY timestamp DESC, id DESC LIMIT $4"
+        ))
+        .bind(issue_id)
+        .bind(lo_ts)
+        .bind(lo_id)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.into_iter().map(from_row).collect())
+    }
+
+    /// The oldest event of an issue.
+    pub async fn oldest_event(&self, issue_id: i64) -> Result<Option<EventRow>> {
+        let row: Option<Row> = sqlx::query_as(&format!(
+            "{SELECT} WHERE issue_id = $1 ORDER BY timestamp ASC, id ASC LIMIT 1"
+        ))
+        .bind(issue_id)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.map(from_row))
+    }
+
+    /// One event of an issue by its event id.
+    pub async fn issue_event(&self, issue_id: i64, event_id: [u8; 16]) -> Result<Option<EventRow>> {
+        let row: Option<Row> =
+            sqlx::query_as(&format!("{SELECT} WHERE issue_id = $1 AND event_id = $2"))
+                .bind(issue_id)
+                .bind(&event_id[..])
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(row.map(from_row))
+    }
+
+    /// How many events are stored in all (benchmarks and tests compare it with counts).
+    pub async fn event_total(&self) -> Result<i64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM events")
+            .fetch_one(&self.read)
+            .await?;
+        Ok(n)
+    }
+}

@@ -1,0 +1,339 @@
+//! The ingest write path: a whole batch of accepted events in one transaction.
+//!
+//! Per batch: resolve every event's grouping hashes to an issue (creating issues for new
+//! hashes), insert the events with multi-row statements (a re-sent event id is skipped by the
+//! unique key), then add the inserted events to their issues' denormalized figures with one
+//! statement. Everything commits together, so counts equal stored events at every commit.
+
+use super::{Result, Store};
+use crate::payload::StoredPayload;
+use sqlx::{Sqlite, Transaction};
+use std::collections::HashMap;
+
+/// What a new issue starts with, taken from its first event.
+#[derive(Debug, Clone)]
+pub struct IssueSeed {
+    pub title: String,
+    pub culprit: String,
+    pub level: &'static str,
+    pub platform: String,
+    pub event_type: &'static str,
+    pub metadata: String,
+}
+
+/// One accepted event, ready to store.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub project_id: i64,
+    pub event_id: [u8; 16],
+    /// Grouping hashes in priority order (at least one).
+    pub hashes: Vec<String>,
+    pub grouping_version: &'static str,
+    pub seed: IssueSeed,
+    pub timestamp_us: i64,
+    pub received_us: i64,
+    pub payload: StoredPayload,
+}
+
+/// What became of one event of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub issue_id: i64,
+    /// False when the event id was already stored (a re-send): answered, not counted again.
+    pub inserted: bool,
+    pub new_issue: bool,
+}
+
+/// hash -> issue links already known to be committed. Links never change once written, so the
+/// writer can trust them across batches; entries of a failed batch are never added.
+#[derive(Debug, Default)]
+pub struct HashCache {
+    /// project id -> hash -> issue id (nested so a lookup by `&str` needs no allocation).
+    links: HashMap<i64, HashMap<String, i64>>,
+    len: usize,
+}
+
+impl HashCache {
+    const MAX_ENTRIES: usize = 1_000_000;
+
+    fn get(&self, project_id: i64, hash: &str) -> Option<i64> {
+        self.links.get(&project_id)?.get(hash).copied()
+    }
+
+    fn extend(&mut self, links: impl IntoIterator<Item = ((i64, String), i64)>) {
+        // A crude bound on memory: start over rather than track recency.
+        if self.len > Self::MAX_ENTRIES {
+            self.links.clear();
+            self.len = 0;
+        }
+        for ((project_id, hash), issue_id) in links {
+            if self.links.entry(project_id).or_default().insert(hash, issue_id).is_none() {
+                self.len += 1;
+            }
+        }
+    }
+}
+
+/// Multi-row statements go out in these sizes so that only a handful of distinct SQL strings
+/// exist (each is prepared once and cached by sqlx).
+const CHUNKS: [usize; 5] = [256, 64, 16, 4, 1];
+
+fn chunk_sizes(mut n: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    for size in CHUNKS {
+        while n >= size {
+            out.push(size);
+            n -= size;
+        }
+    }
+    out
+}
+
+fn placeholders(rows: usize, cols: usize) -> String {
+    let mut s = String::with_capacity(rows * cols * 5);
+    let mut n = 1;
+    for r in 0..rows {
+        if r > 0 {
+            s.push(',');
+        }
+        s.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                s.push(',');
+            }
+            s.push('$');
+            s.push_str(&n.to_string());
+            n += 1;
+        }
+        s.push(')');
+    }
+    s
+}
+
+impl Store {
+    /// Stores a batch in one transaction; the result is aligned with `batch`.
+    pub async fn write_batch(
+        &self,
+        batch: &[NewEvent],
+        cache: &mut HashCache,
+    ) -> Result<Vec<Stored>> {
+        let mut tx = self.write.begin().await?;
+        let mut fresh_links: Vec<((i64, String), i64)> = Vec::new();
+        let issues = resolve_issues(&mut tx, batch, cache, &mut fresh_links).await?;
+        let inserted = insert_events(&mut tx, batch, &issues).await?;
+        bump_issues(&mut tx, batch, &issues, &inserted).await?;
+        tx.commit().await?;
+        cache.extend(fresh_links);
+        Ok(issues
+            .iter()
+            .zip(&inserted)
+            .map(|(&(issue_id, new_issue), &inserted)| Stored {
+                issue_id,
+                inserted,
+                new_issue,
+            })
+            .collect())
+    }
+}
+
+/// Finds or creates the issue of every event: (issue id, created by this batch).
+async fn resolve_issues(
+    tx: &mut Transaction<'_, Sqlite>,
+    batch: &[NewEvent],
+    cache: &HashCache,
+    fresh: &mut Vec<((i64, String), i64)>,
+) -> Result<Vec<(i64, bool)>> {
+    // Links written or found during this batch; merged into the cache only after commit.
+    let mut local: HashMap<(i64, String), i64> = HashMap::new();
+    let mut out = Vec::with_capacity(batch.len());
+    for ev in batch {
+        let mut links: Vec<Option<i64>> = Vec::with_capacity(ev.hashes.len());
+        for h in &ev.hashes {
+            let key = (ev.project_id, h.clone());
+            let mut link = local.get(&key).copied().or_else(|| cache.get(ev.project_id, h));
+            if link.is_none() {
+                link = lookup_hash(tx, ev.project_id, h).await?;
+                if let Some(id) = link {
+                    local.insert(key.clone(), id);
+                    fresh.push((key, id));
+                }
+            }
+            links.push(link);
+        }
+        let (issue_id, new_issue) = match links.iter().flatten().next() {
+            Some(&id) => (id, false),
+            None => (create_issue(tx, ev).await?, true),
+        };
+        // Link the hashes nobody has yet (flat hashes: any one of them joins later events).
+        for (h, _) in ev.hashes.iter().zip(&links).filter(|(_, l)| l.is_none()) {
+            sqlx::query(
+                "INSERT INTO grouping_hashes (project_id, hash, issue_id, grouping_version)
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(ev.project_id)
+            .bind(h)
+            .bind(issue_id)
+            .bind(ev.grouping_version)
+            .execute(&mut **tx)
+            .await?;
+            let key = (ev.project_id, h.clone());
+            local.insert(key.clone(), issue_id);
+            fresh.push((key, issue_id));
+        }
+        out.push((issue_id, new_issue));
+    }
+    Ok(out)
+}
+
+async fn lookup_hash(
+    tx: &mut Transaction<'_, Sqlite>,
+    project_id: i64,
+    hash: &str,
+) -> Result<Option<i64>> {
+    let row: Option<(i64,)> =
+        sqlx::query_as("SELECT issue_id FROM grouping_hashes WHERE project_id = $1 AND hash = $2")
+            .bind(project_id)
+            .bind(hash)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(row.map(|r| r.0))
+}
+
+async fn create_issue(tx: &mut Transaction<'_, Sqlite>, ev: &NewEvent) -> Result<i64> {
+    let (number,): (i64,) = sqlx::query_as(
+        "UPDATE projects SET next_short_id = next_short_id + 1 WHERE id = $1
+         RETURNING next_short_id - 1",
+    )
+    .bind(ev.project_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    let s = &ev.seed;
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO issues (project_id, short_number, title, culprit, level, platform,
+                             event_type, metadata, event_count, first_seen, last_seen)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9) RETURNING id",
+    )
+    .bind(ev.project_id)
+    .bind(number)
+    .bind(&s.title)
+    .bind(&s.culprit)
+    .bind(s.level)
+    .bind(&s.platform)
+    .bind(s.event_type)
+    .bind(&s.metadata)
+    .bind(ev.timestamp_us)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(id)
+}
+
+/// Inserts the events; returns for each whether it was new. An id seen twice in one batch is
+/// inserted (and counted) at its first position only, like a re-send in a later batch.
+async fn insert_events(
+    tx: &mut Transaction<'_, Sqlite>,
+    batch: &[NewEvent],
+    issues: &[(i64, bool)],
+) -> Result<Vec<bool>> {
+    let mut first: HashMap<(i64, [u8; 16]), usize> = HashMap::with_capacity(batch.len());
+    let mut todo = Vec::with_capacity(batch.len());
+    for (i, ev) in batch.iter().enumerate() {
+        if let std::collections::hash_map::Entry::Vacant(e) = first.entry((ev.project_id, ev.event_id)) {
+            e.insert(i);
+            todo.push(i);
+        }
+    }
+    let mut inserted = vec![false; batch.len()];
+    let mut start = 0;
+    for size in chunk_sizes(todo.len()) {
+        let sql = format!(
+            "INSERT INTO events (project_id, event_id, issue_id, timestamp, received,
+                                 payload_codec, payload)
+             VALUES {} ON CONFLICT (project_id, event_id) DO NOTHING
+             RETURNING project_id, event_id",
+            placeholders(size, 7)
+        );
+        let mut q = sqlx::query_as::<_, (i64, Vec<u8>)>(&sql);
+        for &i in &todo[start..start + size] {
+            let ev = &batch[i];
+            q = q
+                .bind(ev.project_id)
+                .bind(&ev.event_id[..])
+                .bind(issues[i].0)
+                .bind(ev.timestamp_us)
+                .bind(ev.received_us)
+                .bind(&ev.payload.codec)
+                .bind(&ev.payload.bytes);
+        }
+        for (project_id, event_id) in q.fetch_all(&mut **tx).await? {
+            let Ok(key) = <[u8; 16]>::try_from(event_id.as_slice()) else {
+                continue;
+            };
+            if let Some(&i) = first.get(&(project_id, key)) {
+                inserted[i] = true;
+            }
+        }
+        start += size;
+    }
+    Ok(inserted)
+}
+
+/// Adds the inserted events to their issues: count, first and last seen, in one statement.
+async fn bump_issues(
+    tx: &mut Transaction<'_, Sqlite>,
+    batch: &[NewEvent],
+    issues: &[(i64, bool)],
+    inserted: &[bool],
+) -> Result<()> {
+    let mut per_issue: HashMap<i64, (i64, i64, i64)> = HashMap::new();
+    for ((ev, &(issue_id, _)), _) in batch
+        .iter()
+        .zip(issues)
+        .zip(inserted)
+        .filter(|(_, &ins)| ins)
+    {
+        let e = per_issue
+            .entry(issue_id)
+            .or_insert((0, ev.timestamp_us, ev.timestamp_us));
+        e.0 += 1;
+        e.1 = e.1.min(ev.timestamp_us);
+        e.2 = e.2.max(ev.timestamp_us);
+    }
+    let rows: Vec<(i64, (i64, i64, i64))> = per_issue.into_iter().collect();
+    let mut start = 0;
+    for size in chunk_sizes(rows.len()) {
+        let sql = format!(
+            "WITH v (id, n, first, last) AS (VALUES {})
+             UPDATE issues SET event_count = event_count + v.n,
+                               first_seen = min(first_seen, v.first),
+                               last_seen = max(last_seen, v.last)
+             FROM v WHERE issues.id = v.id",
+            placeholders(size, 4)
+        );
+        let mut q = sqlx::query(&sql);
+        for (id, (n, first, last)) in &rows[start..start + size] {
+            q = q.bind(id).bind(n).bind(first).bind(last);
+        }
+        q.execute(&mut **tx).await?;
+        start += size;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_cover_any_batch_with_few_sizes() {
+        for n in 0..1000 {
+            let sizes = chunk_sizes(n);
+            assert_eq!(sizes.iter().sum::<usize>(), n);
+            assert!(sizes.iter().all(|s| CHUNKS.contains(s)));
+        }
+    }
+
+    #[test]
+    fn placeholders_number_every_cell() {
+        assert_eq!(placeholders(2, 2), "($1,$2),($3,$4)");
+    }
+}

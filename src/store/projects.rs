@@ -1,0 +1,86 @@
+//! Projects and their DSN public keys.
+
+use super::{Result, Store, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Project {
+    pub id: i64,
+    pub slug: String,
+    pub name: String,
+    pub public_key: String,
+    pub created_at: i64,
+}
+
+type Row = (i64, String, String, String, i64);
+
+fn from_row((id, slug, name, public_key, created_at): Row) -> Project {
+    Project {
+        id,
+        slug,
+        name,
+        public_key,
+        created_at,
+    }
+}
+
+const COLUMNS: &str = "id, slug, name, public_key, created_at";
+
+impl Store {
+    /// Creates a project; the slug must be new.
+    pub async fn create_project(
+        &self,
+        slug: &str,
+        name: &str,
+        public_key: &str,
+        now_us: i64,
+    ) -> Result<Project> {
+        let row: Option<Row> = sqlx::query_as(&format!(
+            "INSERT INTO projects (slug, name, public_key, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (slug) DO NOTHING RETURNING {COLUMNS}"
+        ))
+        .bind(slug)
+        .bind(name)
+        .bind(public_key)
+        .bind(now_us)
+        .fetch_optional(&self.write)
+        .await?;
+        row.map(from_row)
+            .ok_or_else(|| StoreError::Conflict(format!("project '{slug}' already exists")))
+    }
+
+    pub async fn list_projects(&self) -> Result<Vec<Project>> {
+        let rows: Vec<Row> =
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM projects ORDER BY id"))
+                .fetch_all(&self.read)
+                .await?;
+        Ok(rows.into_iter().map(from_row).collect())
+    }
+
+    pub async fn project_by_key(&self, public_key: &str) -> Result<Option<Project>> {
+        let row: Option<Row> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM projects WHERE public_key = $1"
+        ))
+        .bind(public_key)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.map(from_row))
+    }
+
+    pub async fn project_by_slug(&self, slug: &str) -> Result<Option<Project>> {
+        let row: Option<Row> =
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM projects WHERE slug = $1"))
+                .bind(slug)
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(row.map(from_row))
+    }
+
+    pub async fn project_by_id(&self, id: i64) -> Result<Option<Project>> {
+        let row: Option<Row> =
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM projects WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(row.map(from_row))
+    }
+}

@@ -1,0 +1,142 @@
+//! `spawn()`: a server on 127.0.0.1:0 over a fresh SQLite file, with a project and a token.
+
+use stackhound::app::{self, Settings};
+use stackhound::clock::Clock;
+use stackhound::config::Limits;
+use stackhound::store::Store;
+use std::net::SocketAddr;
+use tokio::sync::oneshot;
+
+/// The DSN key of the captured SDK traffic, so the captures replay with their own key.
+pub const KEY: &str = "public123";
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub project_id: i64,
+    pub dsn: String,
+    pub token: String,
+    pub store: Store,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn spawn() -> TestServer {
+    spawn_with(Limits::default()).await
+}
+
+pub async fn spawn_with(limits: Limits) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_path(&dir.path().join("test.db")).await.unwrap();
+    let clock = Clock::System;
+    let project = store
+        .create_project("default", "Default", KEY, 0)
+        .await
+        .unwrap();
+    let token = stackhound::cli::create_token(&store, &clock, "test")
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let base = format!("http://{addr}");
+    let settings = Settings {
+        public_url: base.clone(),
+        org: "stackhound".into(),
+        limits,
+        clock,
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(app::serve(listener, store.clone(), settings, async {
+        let _ = stopped.await;
+    }));
+    TestServer {
+        addr,
+        dsn: format!("http://{KEY}@{addr}/{}", project.id),
+        project_id: project.id,
+        base,
+        token,
+        store,
+        http: reqwest::Client::new(),
+        stop: Some(stop),
+        handle: Some(handle),
+        _dir: dir,
+    }
+}
+
+impl TestServer {
+    pub fn envelope_url(&self) -> String {
+        format!("{}/api/{}/envelope/", self.base, self.project_id)
+    }
+
+    pub fn auth_header(&self) -> String {
+        format!("Sentry sentry_key={KEY}, sentry_version=7, sentry_client=stackhound-tests/1.0")
+    }
+
+    /// GET an `/api/0/` path with the token; returns status, headers and JSON body.
+    pub async fn api(&self, path: &str) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+        (status, headers, body)
+    }
+
+    /// Every issue of the project (all statuses), following the Link header.
+    pub async fn all_issues(&self) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let (status, headers, body) = self
+                .api(&format!(
+                    "/api/0/projects/stackhound/default/issues/?query=&cursor={cursor}"
+                ))
+                .await;
+            assert_eq!(status, 200, "{body}");
+            out.extend(body.as_array().unwrap().iter().cloned());
+            let link = headers.get("link").unwrap().to_str().unwrap().to_string();
+            let next = link.split(", <").find(|l| l.contains("rel=\"next\"")).unwrap();
+            if !next.contains("results=\"true\"") {
+                return out;
+            }
+            cursor = next
+                .split("cursor=\"")
+                .nth(1)
+                .unwrap()
+                .trim_end_matches('"')
+                .to_string();
+        }
+    }
+
+    /// Posts a body to the envelope endpoint with our auth header plus `headers`.
+    pub async fn post_envelope(&self, body: Vec<u8>, headers: &[(&str, &str)]) -> (u16, serde_json::Value) {
+        let mut req = self
+            .http
+            .post(self.envelope_url())
+            .header("x-sentry-auth", self.auth_header())
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.unwrap().unwrap();
+        }
+    }
+}

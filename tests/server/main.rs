@@ -1,0 +1,6 @@
+//! End-to-end tests: a real server on port 0 with a fresh database, driven by real clients.
+
+mod api;
+mod captures;
+mod helpers;
+mod sdk;
