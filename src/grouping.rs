@@ -235,7 +235,7 @@ fn pick_thread<'e, 'a>(threads: &'e [Thread<'a>]) -> Option<&'e Thread<'a>> {
     };
     single(|t| t.crashed.0 == Some(true))
         .or_else(|| single(|t| t.current.0 == Some(true)))
-        .or_else(|| match threads {
+        .or(match threads {
             [only] => Some(only),
             _ => None,
         })

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 /// A hub of its own per test, so tests running in parallel do not share SDK state.
 fn client(dsn: &str) -> (Arc<sentry::Client>, sentry::Hub) {
-    let client = Arc::new(sentry::Client::from(sentry::ClientOptions {
-        dsn: Some(dsn.parse().unwrap()),
-        attach_stacktrace: true,
-        ..Default::default()
-    }));
+    let mut options = sentry::ClientOptions::new();
+    options.dsn = Some(dsn.parse().unwrap());
+    options.attach_stacktrace = true;
+    // What `sentry::init` does, minus the global hub: transport, integrations, contexts.
+    let client = Arc::new(sentry::Client::from(sentry::apply_defaults(options)));
     let hub = sentry::Hub::new(Some(client.clone()), Arc::new(sentry::Scope::default()));
     (client, hub)
 }
