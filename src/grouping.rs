@@ -1,19 +1,19 @@
 //! Grouping hashes for events: Sentry's "newstyle" grouping (reference section 6), SHA-256 based.
-//!
-//! The algorithm, in short: a `checksum` wins outright; otherwise the strategies (chained
-//! exceptions, threads, top-level stacktrace, message) are tried in priority order and the first
-//! one with any contributing component wins. It yields two variants, `app` (in-app frames only)
-//! and `system` (all frames), which a custom or hybrid fingerprint may then replace or salt.
-//!
-//! Hash bytes. Every hash is the first 16 bytes of SHA-256 (32 lowercase hex chars) over a list of
-//! labelled items. Each item is fed as `label`, a 0x00 byte, the value's byte length as a
-//! little-endian u64, then the value's bytes. Labels are static and never contain 0x00, and the
-//! length prefix delimits the value, so the encoding is unambiguous even for values that contain
-//! 0x00: `["ab","c"]` and `["a","bc"]` differ, and so do two frames `[module]`,`[function]` versus
-//! one frame `[module, function]` (each frame and exception also starts with a marker item).
-//! The labels include the winning strategy's name, so a message "X" never collides with an
-//! exception type "X". None of this is byte-compatible with Sentry's MD5 hashes; it does not need
-//! to be, and `GROUPING_VERSION` is stored next to each hash so a later change is detectable.
+
+// The algorithm, in short: a `checksum` wins outright; otherwise the strategies (chained
+// exceptions, threads, top-level stacktrace, message) are tried in priority order and the first
+// one with any contributing component wins. It yields two variants, `app` (in-app frames only)
+// and `system` (all frames), which a custom or hybrid fingerprint may then replace or salt.
+//
+// Hash bytes. Every hash is the first 16 bytes of SHA-256 (32 lowercase hex chars) over a list of
+// labelled items. Each item is fed as `label`, a 0x00 byte, the value's byte length as a
+// little-endian u64, then the value's bytes. Labels are static and never contain 0x00, and the
+// length prefix delimits the value, so the encoding is unambiguous even for values that contain
+// 0x00: `["ab","c"]` and `["a","bc"]` differ, and so do two frames `[module]`,`[function]` versus
+// one frame `[module, function]` (each frame and exception also starts with a marker item).
+// The labels include the winning strategy's name, so a message "X" never collides with an
+// exception type "X". None of this is byte-compatible with Sentry's MD5 hashes; it does not need
+// to be, and `GROUPING_VERSION` is stored next to each hash so a later change is detectable.
 
 use crate::protocol::event::{Event, Exception, Frame, Stacktrace, Thread};
 use regex::{Captures, Regex};
@@ -38,8 +38,8 @@ type Stream<'e> = Vec<Item<'e>>;
 /// every event still lands in some issue.
 pub fn hashes(event: &Event<'_>) -> Vec<String> {
     if let Some(checksum) = event.checksum.non_empty() {
-        // The brief asks for a SHA of the checksum even when it already looks like an MD5 hex
-        // digest, so all our hashes share one format and one hash space.
+        // Hashed even when it already looks like an MD5 hex digest, so every stored hash has one
+        // format and a client cannot pick a value that collides with our own hashes.
         return vec![hash_items(&[("checksum", Cow::Borrowed(checksum))])];
     }
 
@@ -2041,6 +2041,24 @@ mod tests {
         ] {
             let _ = trim_native_function(s);
             let _ = normalize_message(s);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_strings_never_panic(a in "\\PC*", b in "[<>()=:.\\- 0-9a-fé{}]*") {
+            let _ = normalize_message(&a);
+            let _ = normalize_message(&b);
+            let _ = trim_native_function(&b);
+            let _ = strip_erb_suffix(&b);
+            let _ = fingerprint_var(&b);
+            for platform in ["javascript", "native", "ruby", "php", "java", "python", "csharp"] {
+                let event = json!({"platform": platform, "fingerprint": [&a, "{{ default }}", format!("{{{{ {b} }}}}")],
+                    "exception": [{"type": &a, "value": &b, "stacktrace": {"frames": [
+                        {"function": &b, "module": &a, "filename": &b, "abs_path": &a, "context_line": &b, "in_app": true},
+                        {"function": &a, "raw_function": &b, "filename": &a}]}}]});
+                proptest::prop_assert!(!h(&event).is_empty());
+            }
         }
     }
 

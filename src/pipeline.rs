@@ -12,7 +12,7 @@ use crate::grouping;
 use crate::normalize;
 use crate::payload::StoredPayload;
 use crate::protocol::event;
-use crate::store::ingest::{HashCache, IssueSeed, NewEvent, Stored};
+use crate::store::ingest::{IssueSeed, NewEvent, Stored};
 use crate::store::Store;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -174,20 +174,21 @@ async fn run_writer(
     max_batch: usize,
     counters: Arc<Counters>,
 ) {
-    let mut cache = HashCache::default();
+    let mut writer = store.writer();
     let mut jobs = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut jobs, max_batch).await > 0 {
         let (events, replies): (Vec<NewEvent>, Vec<_>) =
             jobs.drain(..).map(|j| (j.event, j.reply)).unzip();
+        let n = events.len();
         let started = Instant::now();
-        let results = match store.write_batch(&events, &mut cache).await {
+        let results = match writer.write_batch(&events).await {
             Ok(results) => results.into_iter().map(Some).collect(),
             Err(e) => {
                 // One bad row must not fail its neighbours: retry each event on its own.
                 tracing::warn!(error = %e, n = events.len(), "batch failed; retrying one by one");
                 let mut out = Vec::with_capacity(events.len());
                 for ev in events.chunks(1) {
-                    match store.write_batch(ev, &mut cache).await {
+                    match writer.write_batch(ev).await {
                         Ok(mut r) => out.push(r.pop()),
                         Err(e) => {
                             tracing::error!(error = %e, "event could not be stored");
@@ -211,9 +212,11 @@ async fn run_writer(
             // The requester may have gone away; the event is stored all the same.
             let _ = reply.send(result);
         }
-        if started.elapsed() > Duration::from_secs(1) {
-            tracing::warn!(elapsed = ?started.elapsed(), "slow batch commit");
+        let elapsed = started.elapsed();
+        if elapsed > Duration::from_secs(1) {
+            tracing::warn!(?elapsed, "slow batch commit");
         }
+        tracing::debug!(n, ?elapsed, "batch committed");
     }
     tracing::debug!("writer drained and stopped");
 }

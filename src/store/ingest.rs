@@ -6,6 +6,8 @@
 //! statement. Everything commits together, so counts equal stored events at every commit.
 
 use super::{Result, Store};
+use sqlx::pool::PoolConnection;
+use sqlx::Connection;
 use crate::payload::StoredPayload;
 use sqlx::{Sqlite, Transaction};
 use std::collections::HashMap;
@@ -110,30 +112,61 @@ fn placeholders(rows: usize, cols: usize) -> String {
     s
 }
 
+/// The single writer of the ingest path: the write connection, held for good, plus the hash
+/// cache. Holding the connection spares every batch a pool round trip.
+pub struct Writer {
+    store: Store,
+    conn: Option<PoolConnection<Sqlite>>,
+    cache: HashCache,
+}
+
 impl Store {
-    /// Stores a batch in one transaction; the result is aligned with `batch`.
-    pub async fn write_batch(
-        &self,
-        batch: &[NewEvent],
-        cache: &mut HashCache,
-    ) -> Result<Vec<Stored>> {
-        let mut tx = self.write.begin().await?;
-        let mut fresh_links: Vec<((i64, String), i64)> = Vec::new();
-        let issues = resolve_issues(&mut tx, batch, cache, &mut fresh_links).await?;
-        let inserted = insert_events(&mut tx, batch, &issues).await?;
-        bump_issues(&mut tx, batch, &issues, &inserted).await?;
-        tx.commit().await?;
-        cache.extend(fresh_links);
-        Ok(issues
-            .iter()
-            .zip(&inserted)
-            .map(|(&(issue_id, new_issue), &inserted)| Stored {
-                issue_id,
-                inserted,
-                new_issue,
-            })
-            .collect())
+    pub fn writer(&self) -> Writer {
+        Writer {
+            store: self.clone(),
+            conn: None,
+            cache: HashCache::default(),
+        }
     }
+}
+
+impl Writer {
+    /// Stores a batch in one transaction; the result is aligned with `batch`.
+    pub async fn write_batch(&mut self, batch: &[NewEvent]) -> Result<Vec<Stored>> {
+        let conn = match &mut self.conn {
+            Some(c) => c,
+            None => self.conn.insert(self.store.write.acquire().await?),
+        };
+        let result = write_batch(conn, batch, &mut self.cache).await;
+        if result.is_err() {
+            // A broken connection is replaced on the next batch.
+            self.conn = None;
+        }
+        result
+    }
+}
+
+async fn write_batch(
+    conn: &mut PoolConnection<Sqlite>,
+    batch: &[NewEvent],
+    cache: &mut HashCache,
+) -> Result<Vec<Stored>> {
+    let mut tx = conn.begin().await?;
+    let mut fresh_links: Vec<((i64, String), i64)> = Vec::new();
+    let issues = resolve_issues(&mut tx, batch, cache, &mut fresh_links).await?;
+    let inserted = insert_events(&mut tx, batch, &issues).await?;
+    bump_issues(&mut tx, batch, &issues, &inserted).await?;
+    tx.commit().await?;
+    cache.extend(fresh_links);
+    Ok(issues
+        .iter()
+        .zip(&inserted)
+        .map(|(&(issue_id, new_issue), &inserted)| Stored {
+            issue_id,
+            inserted,
+            new_issue,
+        })
+        .collect())
 }
 
 /// Finds or creates the issue of every event: (issue id, created by this batch).
@@ -229,6 +262,11 @@ async fn create_issue(tx: &mut Transaction<'_, Sqlite>, ev: &NewEvent) -> Result
 
 /// Inserts the events; returns for each whether it was new. An id seen twice in one batch is
 /// inserted (and counted) at its first position only, like a re-send in a later batch.
+///
+/// `INSERT OR IGNORE` skips re-sent ids; when a chunk inserts fewer rows than it had, the rows
+/// it did insert are read back by rowid (this transaction is the only writer, so they are the
+/// rows above the previous maximum). No `RETURNING` and no pre-check: sqlx hands every result
+/// row across threads one by one, which cost more than the insert itself.
 async fn insert_events(
     tx: &mut Transaction<'_, Sqlite>,
     batch: &[NewEvent],
@@ -237,7 +275,9 @@ async fn insert_events(
     let mut first: HashMap<(i64, [u8; 16]), usize> = HashMap::with_capacity(batch.len());
     let mut todo = Vec::with_capacity(batch.len());
     for (i, ev) in batch.iter().enumerate() {
-        if let std::collections::hash_map::Entry::Vacant(e) = first.entry((ev.project_id, ev.event_id)) {
+        if let std::collections::hash_map::Entry::Vacant(e) =
+            first.entry((ev.project_id, ev.event_id))
+        {
             e.insert(i);
             todo.push(i);
         }
@@ -245,15 +285,16 @@ async fn insert_events(
     let mut inserted = vec![false; batch.len()];
     let mut start = 0;
     for size in chunk_sizes(todo.len()) {
+        let chunk = &todo[start..start + size];
+        start += size;
         let sql = format!(
-            "INSERT INTO events (project_id, event_id, issue_id, timestamp, received,
-                                 payload_codec, payload)
-             VALUES {} ON CONFLICT (project_id, event_id) DO NOTHING
-             RETURNING project_id, event_id",
+            "INSERT OR IGNORE INTO events (project_id, event_id, issue_id, timestamp, received,
+                                           payload_codec, payload)
+             VALUES {}",
             placeholders(size, 7)
         );
-        let mut q = sqlx::query_as::<_, (i64, Vec<u8>)>(&sql);
-        for &i in &todo[start..start + size] {
+        let mut q = sqlx::query(&sql);
+        for &i in chunk {
             let ev = &batch[i];
             q = q
                 .bind(ev.project_id)
@@ -264,15 +305,28 @@ async fn insert_events(
                 .bind(&ev.payload.codec)
                 .bind(&ev.payload.bytes);
         }
-        for (project_id, event_id) in q.fetch_all(&mut **tx).await? {
-            let Ok(key) = <[u8; 16]>::try_from(event_id.as_slice()) else {
-                continue;
-            };
-            if let Some(&i) = first.get(&(project_id, key)) {
+        let done = q.execute(&mut **tx).await?;
+        if done.rows_affected() as usize == size {
+            for &i in chunk {
                 inserted[i] = true;
             }
+            continue;
         }
-        start += size;
+        // Some were re-sends: the chunk's new rows are the last `rows_affected` rowids.
+        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT project_id, event_id FROM events WHERE id > $1 - $2 AND id <= $1",
+        )
+        .bind(done.last_insert_rowid())
+        .bind(done.rows_affected() as i64)
+        .fetch_all(&mut **tx)
+        .await?;
+        for (project_id, event_id) in rows {
+            if let Ok(key) = <[u8; 16]>::try_from(event_id.as_slice()) {
+                if let Some(&i) = first.get(&(project_id, key)) {
+                    inserted[i] = true;
+                }
+            }
+        }
     }
     Ok(inserted)
 }
