@@ -52,6 +52,7 @@ pub async fn serve(
         public_url: settings.public_url,
         org: settings.org,
     };
+    let checkpointer = tokio::spawn(checkpoint_loop(store.clone()));
     let app = http::router(state);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -60,6 +61,19 @@ pub async fn serve(
     if let Err(e) = writer.await {
         tracing::error!(error = %e, "writer task failed");
     }
+    checkpointer.abort();
     store.close().await;
     result
+}
+
+/// Keeps the WAL short by checkpointing off the writer's path twice a second.
+async fn checkpoint_loop(store: Store) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = store.checkpoint().await {
+            tracing::warn!(error = %e, "checkpoint failed");
+        }
+    }
 }

@@ -91,25 +91,12 @@ fn chunk_sizes(mut n: usize) -> Vec<usize> {
     out
 }
 
+/// `(?,?),(?,?)`: anonymous placeholders, in SQLite's dialect. Numbered ones (`$1`) cost
+/// `sqlite3_bind_parameter_name` a linear scan per parameter, which sqlx calls for every bind:
+/// quadratic in a 1,792-parameter insert, and a tenth of the writer's time when measured.
 fn placeholders(rows: usize, cols: usize) -> String {
-    let mut s = String::with_capacity(rows * cols * 5);
-    let mut n = 1;
-    for r in 0..rows {
-        if r > 0 {
-            s.push(',');
-        }
-        s.push('(');
-        for c in 0..cols {
-            if c > 0 {
-                s.push(',');
-            }
-            s.push('$');
-            s.push_str(&n.to_string());
-            n += 1;
-        }
-        s.push(')');
-    }
-    s
+    let row = format!("({})", vec!["?"; cols].join(","));
+    vec![row; rows].join(",")
 }
 
 /// The single writer of the ingest path: the write connection, held for good, plus the hash
@@ -151,12 +138,17 @@ async fn write_batch(
     batch: &[NewEvent],
     cache: &mut HashCache,
 ) -> Result<Vec<Stored>> {
+    let started = std::time::Instant::now();
     let mut tx = conn.begin().await?;
     let mut fresh_links: Vec<((i64, String), i64)> = Vec::new();
     let issues = resolve_issues(&mut tx, batch, cache, &mut fresh_links).await?;
+    let resolved = started.elapsed();
     let inserted = insert_events(&mut tx, batch, &issues).await?;
+    let events_written = started.elapsed();
     bump_issues(&mut tx, batch, &issues, &inserted).await?;
+    let issues_written = started.elapsed();
     tx.commit().await?;
+    tracing::trace!(n = batch.len(), ?resolved, ?events_written, ?issues_written, committed = ?started.elapsed(), "batch phases");
     cache.extend(fresh_links);
     Ok(issues
         .iter()
@@ -388,6 +380,6 @@ mod tests {
 
     #[test]
     fn placeholders_number_every_cell() {
-        assert_eq!(placeholders(2, 2), "($1,$2),($3,$4)");
+        assert_eq!(placeholders(2, 2), "(?,?),(?,?)");
     }
 }
