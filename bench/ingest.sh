@@ -5,12 +5,12 @@
 #
 # Usage: bench/ingest.sh [--duration S] [--concurrency N] [--compress gzip|br|none]
 #                        [--issues N] [--ceiling-duration S] [--keep]
-# Defaults: 60 s, 32 connections, gzip, 200 issues, ceiling min(duration, 20) s.
+# Defaults: 60 s, 256 connections, gzip, 200 issues, ceiling min(duration, 20) s.
 # Everything runs on 127.0.0.1 only. Exits non-zero if the stored count does not match.
 set -euo pipefail
 
 DURATION=60
-CONCURRENCY=32
+CONCURRENCY=256
 COMPRESS=gzip
 ISSUES=200
 CEILING_DURATION=

@@ -10,7 +10,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "stackhound", version, about = "A Sentry-compatible error tracker")]
+#[command(
+    name = "stackhound",
+    version,
+    about = "A Sentry-compatible error tracker"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub common: Common,
@@ -86,7 +90,12 @@ fn valid_slug(slug: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
-pub async fn create_project(store: &Store, clock: &Clock, slug: &str, name: &str) -> anyhow::Result<Project> {
+pub async fn create_project(
+    store: &Store,
+    clock: &Clock,
+    slug: &str,
+    name: &str,
+) -> anyhow::Result<Project> {
     anyhow::ensure!(
         valid_slug(slug),
         "a project slug is 1-50 lowercase letters, digits, '-' or '_'"
@@ -110,9 +119,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let common = cli.common;
     match cli.command {
         Command::Serve { bind } => {
-            let store = Store::open(&common.database_url)
-                .await
-                .with_context(|| format!("opening {}", crate::config::redact_url(&common.database_url)))?;
+            let store = Store::open(&common.database_url).await.with_context(|| {
+                format!(
+                    "opening {}",
+                    crate::config::redact_url(&common.database_url)
+                )
+            })?;
             let public_url = common.public_url_or(&bind);
             if store.list_projects().await?.is_empty() {
                 let p = create_project(&store, &clock, "default", "Default").await?;
@@ -120,7 +132,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("Created project 'default'.");
                 println!("  DSN:       {}", dsn(&public_url, &p));
                 println!("  API token: {t}");
-                println!("The token is shown only this once; `stackhound token create` makes more.");
+                println!(
+                    "The token is shown only this once; `stackhound token create` makes more."
+                );
             }
             let listener = tokio::net::TcpListener::bind(&bind)
                 .await

@@ -6,13 +6,23 @@ use clap::Args;
 #[derive(Args, Clone)]
 pub struct Common {
     /// Database URL; the default is an embedded SQLite file in the working directory.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://stackhound.db", global = true)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://stackhound.db",
+        global = true
+    )]
     pub database_url: String,
     /// Base URL that clients reach this server at, used to build DSNs (default: http://<bind>).
     #[arg(long, env = "STACKHOUND_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
     /// Organization slug of the `/api/0/` routes.
-    #[arg(long, env = "STACKHOUND_ORG", default_value = "stackhound", global = true)]
+    #[arg(
+        long,
+        env = "STACKHOUND_ORG",
+        default_value = "stackhound",
+        global = true
+    )]
     pub org: String,
 }
 

@@ -149,17 +149,16 @@ impl Pipeline {
     /// Queues the event and waits until it is committed.
     pub async fn submit(&self, event: NewEvent) -> Result<Stored, IngestError> {
         let (reply, done) = oneshot::channel();
-        self.queue.try_send(Job { event, reply }).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => {
-                self.counters.overloaded.fetch_add(1, Ordering::Relaxed);
-                IngestError::Overloaded
-            }
-            mpsc::error::TrySendError::Closed(_) => IngestError::StoreFailed,
-        })?;
-        done.await
-            .ok()
-            .flatten()
-            .ok_or(IngestError::StoreFailed)
+        self.queue
+            .try_send(Job { event, reply })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => {
+                    self.counters.overloaded.fetch_add(1, Ordering::Relaxed);
+                    IngestError::Overloaded
+                }
+                mpsc::error::TrySendError::Closed(_) => IngestError::StoreFailed,
+            })?;
+        done.await.ok().flatten().ok_or(IngestError::StoreFailed)
     }
 
     /// How many events wait for the writer now.
@@ -221,6 +220,9 @@ async fn run_writer(
     tracing::debug!("writer drained and stopped");
 }
 
+/// A cached answer: the key's project (None: no such key) and when it was looked up (µs).
+type KeyEntry = (Option<i64>, i64);
+
 /// Public key -> project id, so that authenticating a request rarely touches the database.
 /// Unknown keys are remembered briefly too, so a client with a wrong key cannot make every
 /// request a query.
@@ -228,7 +230,7 @@ async fn run_writer(
 pub struct KeyCache {
     store: Store,
     clock: Clock,
-    known: Arc<RwLock<HashMap<String, (Option<i64>, i64)>>>,
+    known: Arc<RwLock<HashMap<String, KeyEntry>>>,
 }
 
 impl KeyCache {
@@ -272,12 +274,16 @@ mod tests {
         let b = parse_event_id("9EC79C33-EC99-42AB-8353-589FCB2E04DC").unwrap();
         assert_eq!(a, b);
         assert_eq!(parse_event_id("xyz"), None);
-        assert_eq!(parse_event_id("{9ec79c33-ec99-42ab-8353-589fcb2e04dc}"), None);
+        assert_eq!(
+            parse_event_id("{9ec79c33-ec99-42ab-8353-589fcb2e04dc}"),
+            None
+        );
     }
 
     #[test]
     fn header_id_wins_and_drift_is_corrected() {
-        let json = br#"{"event_id":"00000000000000000000000000000001","message":"m","timestamp":1000.0}"#;
+        let json =
+            br#"{"event_id":"00000000000000000000000000000001","message":"m","timestamp":1000.0}"#;
         let p = prepare(
             1,
             Some("00000000000000000000000000000002"),

@@ -25,7 +25,9 @@ mod tests {
         let t = super::generate();
         assert!(t.starts_with("sntryu_"));
         assert_eq!(t.len(), 7 + 64);
-        assert!(t[7..].chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(t[7..]
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_ne!(super::hash(&t), t);
         assert_eq!(super::hash(&t).len(), 64);
     }

@@ -29,7 +29,10 @@ impl IntoResponse for ApiError {
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> ApiError {
         tracing::error!(error = %e, "database error in the API");
-        ApiError(StatusCode::SERVICE_UNAVAILABLE, "database unavailable".into())
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database unavailable".into(),
+        )
     }
 }
 
@@ -45,7 +48,9 @@ async fn authenticate(app: &AppState, headers: &HeaderMap) -> ApiResult<i64> {
     let value = headers
         .get(header::AUTHORIZATION)
         .ok_or_else(|| unauthorized("Authentication credentials were not provided."))?;
-    let value = value.to_str().map_err(|_| unauthorized("Invalid token header."))?;
+    let value = value
+        .to_str()
+        .map_err(|_| unauthorized("Invalid token header."))?;
     let token = value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))
@@ -133,7 +138,9 @@ fn link_header(base: &str, next: Option<String>) -> HeaderValue {
     let sep = if base.contains('?') { '&' } else { '?' };
     let prev = format!("<{base}{sep}cursor=>; rel=\"previous\"; results=\"false\"; cursor=\"\"");
     let next = match next {
-        Some(c) => format!("<{base}{sep}cursor={c}>; rel=\"next\"; results=\"true\"; cursor=\"{c}\""),
+        Some(c) => {
+            format!("<{base}{sep}cursor={c}>; rel=\"next\"; results=\"true\"; cursor=\"{c}\"")
+        }
         None => format!("<{base}{sep}cursor=>; rel=\"next\"; results=\"false\"; cursor=\"\""),
     };
     HeaderValue::from_str(&format!("{prev}, {next}")).unwrap_or(HeaderValue::from_static(""))
@@ -182,7 +189,8 @@ pub async fn list_issues(
     }
     let body: Vec<Value> = rows.iter().map(|r| issue_json(&app, r)).collect();
     let mut resp = Json(body).into_response();
-    resp.headers_mut().insert(header::LINK, link_header(&base, next));
+    resp.headers_mut()
+        .insert(header::LINK, link_header(&base, next));
     Ok(resp)
 }
 
@@ -253,7 +261,11 @@ fn event_json(row: &EventRow, full: bool) -> Value {
         .map(|(k, v)| json!({"key": k, "value": v}))
         .collect();
     let user = stored.get("user").cloned().unwrap_or(Value::Null);
-    let mut out = if full { std::mem::take(&mut stored) } else { Map::new() };
+    let mut out = if full {
+        std::mem::take(&mut stored)
+    } else {
+        Map::new()
+    };
     // The envelope header's id wins over the payload's, so show the one we stored.
     if full {
         out.insert("event_id".into(), json!(id));
@@ -275,7 +287,8 @@ fn event_json(row: &EventRow, full: bool) -> Value {
         ("metadata", s.metadata),
     ] {
         // In a full event the stored fields stay as sent; the API fields fill in around them.
-        if !full || !out.contains_key(k) || matches!(k, "id" | "eventID" | "groupID" | "projectID") {
+        if !full || !out.contains_key(k) || matches!(k, "id" | "eventID" | "groupID" | "projectID")
+        {
             out.insert(k.into(), v);
         }
     }
@@ -309,7 +322,8 @@ pub async fn issue_events(
     let body: Vec<Value> = rows.iter().map(|r| event_json(r, full)).collect();
     let base = format!("{}/api/0/issues/{}/events/", app.public_url, issue.id);
     let mut resp = Json(body).into_response();
-    resp.headers_mut().insert(header::LINK, link_header(&base, next));
+    resp.headers_mut()
+        .insert(header::LINK, link_header(&base, next));
     Ok(resp)
 }
 

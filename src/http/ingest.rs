@@ -159,8 +159,9 @@ async fn ingest_envelope(
         let auth = auth::resolve(&src, project_id)?;
         check_project(app, &auth.public_key, pid).await?;
     }
-    let encodings =
-        compression::parse_content_encoding(headers.get(header::CONTENT_ENCODING).map(|v| v.as_bytes()))?;
+    let encodings = compression::parse_content_encoding(
+        headers.get(header::CONTENT_ENCODING).map(|v| v.as_bytes()),
+    )?;
     let raw = read_body(app, body).await?;
     if raw.is_empty() {
         return Err(Reject::new(400, "empty request body"));
@@ -236,8 +237,9 @@ async fn ingest_store(
     let pid = path_project(project_id)?;
     let auth = auth::resolve(&sources(headers, query), project_id)?;
     check_project(app, &auth.public_key, pid).await?;
-    let encodings =
-        compression::parse_content_encoding(headers.get(header::CONTENT_ENCODING).map(|v| v.as_bytes()))?;
+    let encodings = compression::parse_content_encoding(
+        headers.get(header::CONTENT_ENCODING).map(|v| v.as_bytes()),
+    )?;
     let raw = read_body(app, body).await?;
     if raw.is_empty() {
         return Err(Reject::new(400, "empty request body"));

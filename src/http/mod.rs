@@ -19,10 +19,14 @@ pub fn router(state: AppState) -> Router {
         "/api/{project_id}/envelope",
         post(ingest::envelope),
     );
-    let ingest = with_slash(ingest, "/api/{project_id}/store", post(ingest::store))
-        .layer(ingest_cors());
+    let ingest =
+        with_slash(ingest, "/api/{project_id}/store", post(ingest::store)).layer(ingest_cors());
     let api = Router::new();
-    let api = with_slash(api, "/api/0/projects/{org}/{project}/issues", get(api::list_issues));
+    let api = with_slash(
+        api,
+        "/api/0/projects/{org}/{project}/issues",
+        get(api::list_issues),
+    );
     let api = with_slash(api, "/api/0/issues/{issue}", get(api::issue_detail));
     let api = with_slash(
         api,
@@ -37,7 +41,10 @@ pub fn router(state: AppState) -> Router {
     );
     let api = with_slash(api, "/api/0", get(api::index));
     let probes = Router::new()
-        .route("/healthz", get(|| async { Json(serde_json::json!({"ok": true})) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"ok": true})) }),
+        )
         .route("/readyz", get(api::readyz));
     ingest
         .merge(api)
@@ -73,8 +80,8 @@ fn ingest_cors() -> CorsLayer {
         "transfer-encoding",
     ]
     .map(HeaderName::from_static);
-    let exposed = ["x-sentry-error", "x-sentry-rate-limits", "retry-after"]
-        .map(HeaderName::from_static);
+    let exposed =
+        ["x-sentry-error", "x-sentry-rate-limits", "retry-after"].map(HeaderName::from_static);
     CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::POST, Method::OPTIONS])
@@ -97,7 +104,13 @@ pub fn ingest_error_response(status: StatusCode, detail: &str) -> Response {
     let mut resp = error_response(status, detail);
     let clean: String = detail
         .chars()
-        .map(|c| if c.is_ascii() && !c.is_ascii_control() { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii() && !c.is_ascii_control() {
+                c
+            } else {
+                '?'
+            }
+        })
         .take(200)
         .collect();
     if let Ok(v) = HeaderValue::from_str(&clean) {

@@ -6,9 +6,9 @@
 //! statement. Everything commits together, so counts equal stored events at every commit.
 
 use super::{Result, Store};
+use crate::payload::StoredPayload;
 use sqlx::pool::PoolConnection;
 use sqlx::Connection;
-use crate::payload::StoredPayload;
 use sqlx::{Sqlite, Transaction};
 use std::collections::HashMap;
 
@@ -69,7 +69,13 @@ impl HashCache {
             self.len = 0;
         }
         for ((project_id, hash), issue_id) in links {
-            if self.links.entry(project_id).or_default().insert(hash, issue_id).is_none() {
+            if self
+                .links
+                .entry(project_id)
+                .or_default()
+                .insert(hash, issue_id)
+                .is_none()
+            {
                 self.len += 1;
             }
         }
@@ -175,7 +181,10 @@ async fn resolve_issues(
         let mut links: Vec<Option<i64>> = Vec::with_capacity(ev.hashes.len());
         for h in &ev.hashes {
             let key = (ev.project_id, h.clone());
-            let mut link = local.get(&key).copied().or_else(|| cache.get(ev.project_id, h));
+            let mut link = local
+                .get(&key)
+                .copied()
+                .or_else(|| cache.get(ev.project_id, h));
             if link.is_none() {
                 link = lookup_hash(tx, ev.project_id, h).await?;
                 if let Some(id) = link {

@@ -119,7 +119,10 @@ impl Store {
             q = q.bind(status);
         }
         for w in &f.words {
-            let escaped = w.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            let escaped = w
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
             q = q.bind(format!("%{escaped}%"));
         }
         if let Some((last_seen, id)) = f.after {

@@ -55,7 +55,11 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         files.sort();
-        assert_eq!(files.len(), super::SQLITE.len(), "every migration file is embedded");
+        assert_eq!(
+            files.len(),
+            super::SQLITE.len(),
+            "every migration file is embedded"
+        );
         for (file, (version, name, _)) in files.iter().zip(super::SQLITE) {
             assert_eq!(file, &format!("{version:04}_{name}.sql"));
         }

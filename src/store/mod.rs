@@ -53,7 +53,13 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: with group commit one fsync covers a whole batch, so surviving power loss,
             // not just a killed process, costs almost nothing (performance notes).
-            .synchronous(if std::env::var("STACKHOUND_SQLITE_SYNC").as_deref() == Ok("normal") { SqliteSynchronous::Normal } else { SqliteSynchronous::Full })
+            .synchronous(
+                if std::env::var("STACKHOUND_SQLITE_SYNC").as_deref() == Ok("normal") {
+                    SqliteSynchronous::Normal
+                } else {
+                    SqliteSynchronous::Full
+                },
+            )
             .busy_timeout(Duration::from_secs(10))
             .pragma("cache_size", "-8192")
             // Checkpoints run in the background (`checkpoint`); this large threshold only bounds the

@@ -49,10 +49,9 @@ impl Store {
     }
 
     pub async fn list_projects(&self) -> Result<Vec<Project>> {
-        let rows: Vec<Row> =
-            sqlx::query_as(&format!("SELECT {COLUMNS} FROM projects ORDER BY id"))
-                .fetch_all(&self.read)
-                .await?;
+        let rows: Vec<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM projects ORDER BY id"))
+            .fetch_all(&self.read)
+            .await?;
         Ok(rows.into_iter().map(from_row).collect())
     }
 

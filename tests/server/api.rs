@@ -32,7 +32,10 @@ async fn issue_shapes_and_auth() {
 
     let resp = server
         .http
-        .get(format!("{}/api/0/projects/stackhound/default/issues/", server.base))
+        .get(format!(
+            "{}/api/0/projects/stackhound/default/issues/",
+            server.base
+        ))
         .send()
         .await
         .unwrap();
@@ -48,7 +51,9 @@ async fn issue_shapes_and_auth() {
         .unwrap();
     assert_eq!(resp.status(), 401);
 
-    let (status, headers, list) = server.api("/api/0/projects/stackhound/default/issues/").await;
+    let (status, headers, list) = server
+        .api("/api/0/projects/stackhound/default/issues/")
+        .await;
     assert_eq!(status, 200);
     assert!(headers.get("link").is_some());
     let issue = &list[0];
@@ -58,7 +63,10 @@ async fn issue_shapes_and_auth() {
     assert_eq!(issue["count"], "1");
     assert_eq!(issue["status"], "unresolved");
     assert_eq!(issue["level"], "info");
-    assert_eq!(issue["project"], json!({"id": server.project_id.to_string(), "name": "Default", "slug": "default"}));
+    assert_eq!(
+        issue["project"],
+        json!({"id": server.project_id.to_string(), "name": "Default", "slug": "default"})
+    );
     assert_eq!(issue["metadata"]["title"], "cache miss storm");
     assert!(issue["firstSeen"].as_str().unwrap().ends_with('Z'));
     assert!(issue["lastSeen"].is_string());
@@ -79,7 +87,11 @@ async fn issue_shapes_and_auth() {
     assert_eq!(status, 200);
     assert_eq!(events[0]["eventID"], id);
     assert_eq!(events[0]["groupID"], "1");
-    assert!(events[0]["tags"].as_array().unwrap().iter().any(|t| t["key"] == "n" && t["value"] == "1"));
+    assert!(events[0]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["key"] == "n" && t["value"] == "1"));
     let (status, _, latest) = server.api("/api/0/issues/1/events/latest/").await;
     assert_eq!(status, 200);
     assert_eq!(latest["message"], "cache miss storm");
@@ -90,7 +102,9 @@ async fn issue_shapes_and_auth() {
     assert_eq!(by_id["eventID"], id);
 
     // An absent query means is:unresolved; is:resolved has nothing yet; an unknown org is 404.
-    let (_, _, resolved) = server.api("/api/0/projects/stackhound/default/issues/?query=is:resolved").await;
+    let (_, _, resolved) = server
+        .api("/api/0/projects/stackhound/default/issues/?query=is:resolved")
+        .await;
     assert_eq!(resolved, json!([]));
     let (status, _, _) = server.api("/api/0/projects/nope/default/issues/").await;
     assert_eq!(status, 404);
@@ -103,29 +117,55 @@ async fn issue_shapes_and_auth() {
 async fn pagination_follows_link_headers_newest_first() {
     let server = spawn().await;
     for n in 0..7 {
-        send_message(&server, n + 1, &format!("distinct failure number {}", ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta"][n as usize])).await;
+        send_message(
+            &server,
+            n + 1,
+            &format!(
+                "distinct failure number {}",
+                ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta"][n as usize]
+            ),
+        )
+        .await;
     }
     let mut seen = Vec::new();
     let mut cursor = String::new();
     for _ in 0..10 {
         let (status, headers, page) = server
-            .api(&format!("/api/0/projects/stackhound/default/issues/?query=&limit=3&cursor={cursor}"))
+            .api(&format!(
+                "/api/0/projects/stackhound/default/issues/?query=&limit=3&cursor={cursor}"
+            ))
             .await;
         assert_eq!(status, 200);
-        seen.extend(page.as_array().unwrap().iter().map(|i| i["lastSeen"].as_str().unwrap().to_string()));
+        seen.extend(
+            page.as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["lastSeen"].as_str().unwrap().to_string()),
+        );
         let link = headers["link"].to_str().unwrap().to_string();
-        let next = link.split(", <").find(|l| l.contains("rel=\"next\"")).unwrap().to_string();
+        let next = link
+            .split(", <")
+            .find(|l| l.contains("rel=\"next\""))
+            .unwrap()
+            .to_string();
         if next.contains("results=\"false\"") {
             break;
         }
-        cursor = next.split("cursor=\"").nth(1).unwrap().trim_end_matches('"').to_string();
+        cursor = next
+            .split("cursor=\"")
+            .nth(1)
+            .unwrap()
+            .trim_end_matches('"')
+            .to_string();
     }
     assert_eq!(seen.len(), 7);
     let mut sorted = seen.clone();
     sorted.sort_by(|a, b| b.cmp(a));
     assert_eq!(seen, sorted, "newest lastSeen first");
     // Free words filter titles.
-    let (_, _, hits) = server.api("/api/0/projects/stackhound/default/issues/?query=gamma").await;
+    let (_, _, hits) = server
+        .api("/api/0/projects/stackhound/default/issues/?query=gamma")
+        .await;
     assert_eq!(hits.as_array().unwrap().len(), 1);
     server.stop().await;
 }

@@ -4,7 +4,11 @@
 use crate::helpers::{spawn, TestServer};
 use std::path::{Path, PathBuf};
 
-const SDKS: [&str; 3] = ["python-brotli-2.75.0", "python-nobrotli-2.75.0", "rust-0.49.5"];
+const SDKS: [&str; 3] = [
+    "python-brotli-2.75.0",
+    "python-nobrotli-2.75.0",
+    "rust-0.49.5",
+];
 
 fn captures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sdk-captures")
@@ -72,8 +76,16 @@ async fn exception_makes_one_issue_per_sdk() {
         assert_eq!(answers[0].1["id"].as_str().unwrap().len(), 32);
         assert_eq!(issues.len(), 1, "{sdk}");
         assert_eq!(issues[0]["count"], "1");
-        let expected = if sdk.starts_with("python") { "ValueError: something went wrong in level 2" } else { "panic: " };
-        assert!(title(&issues[0]).starts_with(expected), "{sdk}: {}", title(&issues[0]));
+        let expected = if sdk.starts_with("python") {
+            "ValueError: something went wrong in level 2"
+        } else {
+            "panic: "
+        };
+        assert!(
+            title(&issues[0]).starts_with(expected),
+            "{sdk}: {}",
+            title(&issues[0])
+        );
     }
 }
 
@@ -93,8 +105,16 @@ async fn chained_exception_is_titled_after_the_outermost() {
     for sdk in SDKS {
         let (_, issues) = case(sdk, "chained").await;
         assert_eq!(issues.len(), 1, "{sdk}");
-        let expected = if sdk.starts_with("python") { "RuntimeError" } else { "OuterError" };
-        assert!(title(&issues[0]).starts_with(expected), "{sdk}: {}", title(&issues[0]));
+        let expected = if sdk.starts_with("python") {
+            "RuntimeError"
+        } else {
+            "OuterError"
+        };
+        assert!(
+            title(&issues[0]).starts_with(expected),
+            "{sdk}: {}",
+            title(&issues[0])
+        );
     }
 }
 
@@ -104,7 +124,11 @@ async fn messages_and_fingerprints_and_large_events() {
         let (_, issues) = case(sdk, "message").await;
         assert_eq!(issues.len(), 1, "{sdk}");
         assert_eq!(issues[0]["level"], "warning", "{sdk}");
-        assert!(title(&issues[0]).contains("message"), "{sdk}: {}", title(&issues[0]));
+        assert!(
+            title(&issues[0]).contains("message"),
+            "{sdk}: {}",
+            title(&issues[0])
+        );
         let (_, issues) = case(sdk, "fingerprint").await;
         assert_eq!(issues.len(), 1, "{sdk}");
         let (_, issues) = case(sdk, "large").await;
@@ -131,18 +155,33 @@ async fn all_cases_in_one_project_group_apart() {
     // and large are five different issues; twice adds two events to one more.
     for sdk in SDKS {
         let server = spawn().await;
-        for c in ["exception", "chained", "message", "fingerprint", "large", "twice"] {
+        for c in [
+            "exception",
+            "chained",
+            "message",
+            "fingerprint",
+            "large",
+            "twice",
+        ] {
             for (status, body) in replay(&server, sdk, c).await {
                 assert_eq!(status, 200, "{sdk}/{c}: {body}");
             }
         }
         let issues = server.all_issues().await;
-        let total: u64 = issues.iter().map(|i| i["count"].as_str().unwrap().parse::<u64>().unwrap()).sum();
+        let total: u64 = issues
+            .iter()
+            .map(|i| i["count"].as_str().unwrap().parse::<u64>().unwrap())
+            .sum();
         assert_eq!(total, 7, "{sdk}");
         // The Rust panics of `exception` and `twice` come from the same panic site in the
         // harness, so they may share an issue; Python's come from different lines.
         let expected = if sdk.starts_with("python") { 6 } else { 5 };
-        assert!(issues.len() >= expected, "{sdk}: {} issues: {:#?}", issues.len(), issues.iter().map(title).collect::<Vec<_>>());
+        assert!(
+            issues.len() >= expected,
+            "{sdk}: {} issues: {:#?}",
+            issues.len(),
+            issues.iter().map(title).collect::<Vec<_>>()
+        );
         server.stop().await;
     }
 }

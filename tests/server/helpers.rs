@@ -4,14 +4,12 @@ use stackhound::app::{self, Settings};
 use stackhound::clock::Clock;
 use stackhound::config::Limits;
 use stackhound::store::Store;
-use std::net::SocketAddr;
 use tokio::sync::oneshot;
 
 /// The DSN key of the captured SDK traffic, so the captures replay with their own key.
 pub const KEY: &str = "public123";
 
 pub struct TestServer {
-    pub addr: SocketAddr,
     pub base: String,
     pub project_id: i64,
     pub dsn: String,
@@ -52,7 +50,6 @@ pub async fn spawn_with(limits: Limits) -> TestServer {
         let _ = stopped.await;
     }));
     TestServer {
-        addr,
         dsn: format!("http://{KEY}@{addr}/{}", project.id),
         project_id: project.id,
         base,
@@ -102,7 +99,10 @@ impl TestServer {
             assert_eq!(status, 200, "{body}");
             out.extend(body.as_array().unwrap().iter().cloned());
             let link = headers.get("link").unwrap().to_str().unwrap().to_string();
-            let next = link.split(", <").find(|l| l.contains("rel=\"next\"")).unwrap();
+            let next = link
+                .split(", <")
+                .find(|l| l.contains("rel=\"next\""))
+                .unwrap();
             if !next.contains("results=\"true\"") {
                 return out;
             }
@@ -116,7 +116,11 @@ impl TestServer {
     }
 
     /// Posts a body to the envelope endpoint with our auth header plus `headers`.
-    pub async fn post_envelope(&self, body: Vec<u8>, headers: &[(&str, &str)]) -> (u16, serde_json::Value) {
+    pub async fn post_envelope(
+        &self,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> (u16, serde_json::Value) {
         let mut req = self
             .http
             .post(self.envelope_url())

@@ -48,7 +48,10 @@ async fn rust_sdk_events_group_into_issues() {
         // A chain: outermost last in the payload, and the title's exception.
         let chain = Chain(
             "outer failure",
-            Some(Box::new(Chain("middle", Some(Box::new(Chain("root cause", None)))))),
+            Some(Box::new(Chain(
+                "middle",
+                Some(Box::new(Chain("root cause", None))),
+            ))),
         );
         ids.push(hub.capture_error(&chain));
         ids.push(hub.capture_message("disk almost full on db-7", Level::Warning));
@@ -110,7 +113,10 @@ async fn custom_fingerprints_split_and_join() {
     .await
     .unwrap();
     let issues = server.all_issues().await;
-    let mut counts: Vec<String> = issues.iter().map(|i| i["count"].as_str().unwrap().to_string()).collect();
+    let mut counts: Vec<String> = issues
+        .iter()
+        .map(|i| i["count"].as_str().unwrap().to_string())
+        .collect();
     counts.sort();
     assert_eq!(counts, vec!["1", "2"], "{issues:#?}");
     server.stop().await;
