@@ -53,6 +53,7 @@ pub async fn serve(
         org: settings.org,
     };
     let checkpointer = tokio::spawn(checkpoint_loop(store.clone()));
+    let counters = state.pipeline.counters.clone();
     let app = http::router(state);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -63,6 +64,15 @@ pub async fn serve(
     }
     checkpointer.abort();
     store.close().await;
+    use std::sync::atomic::Ordering::Relaxed;
+    tracing::info!(
+        stored = counters.events_stored.load(Relaxed),
+        duplicates = counters.events_duplicate.load(Relaxed),
+        batches = counters.batches.load(Relaxed),
+        overloaded = counters.overloaded.load(Relaxed),
+        dropped_items = ?counters.dropped_items(),
+        "ingestion totals"
+    );
     result
 }
 

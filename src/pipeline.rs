@@ -104,6 +104,7 @@ pub struct Counters {
 impl Counters {
     /// An accepted item we do not process (transaction, session, ...): counted, then dropped.
     pub fn dropped_item(&self, ty: &str) {
+        tracing::debug!(item_type = ty, "accepted and dropped an item");
         if let Ok(mut m) = self.dropped.write() {
             *m.entry(ty.to_string()).or_default() += 1;
         }
