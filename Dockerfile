@@ -5,7 +5,8 @@ COPY . .
 RUN cargo build --release --bin stackhound
 
 FROM debian:bookworm-slim
-RUN useradd --system --home /data stackhound && mkdir -p /data && chown stackhound /data
+RUN apt-get update && apt-get install -y --no-install-recommends libssl3 ca-certificates && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --home /data stackhound && mkdir -p /data && chown stackhound /data
 COPY --from=build /src/target/release/stackhound /usr/local/bin/stackhound
 USER stackhound
 WORKDIR /data

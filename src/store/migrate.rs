@@ -8,11 +8,18 @@ use super::Result;
 use sqlx::SqlitePool;
 
 /// (version, name, SQL) in the order they apply.
-const SQLITE: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-)];
+const SQLITE: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "lifecycle",
+        include_str!("../../migrations/sqlite/0002_lifecycle.sql"),
+    ),
+];
 
 pub async fn apply(pool: &SqlitePool) -> Result<()> {
     sqlx::raw_sql(

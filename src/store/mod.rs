@@ -5,6 +5,7 @@
 //! writer batch many events into one transaction). PostgreSQL is a later backend: the public
 //! methods take and return plain Rust types so a second dialect can sit beside each query.
 
+pub mod alerts;
 pub mod events;
 pub mod ingest;
 pub mod issues;

@@ -1,0 +1,262 @@
+//! Alert channels per project and the durable outbox alerts are delivered from.
+//!
+//! An alert is written in the same transaction as the transition that caused it (one outbox
+//! row per channel of the project), then a worker claims due rows with a lease, delivers them
+//! and records each attempt. A claim is an UPDATE of `next_attempt_at`, so two workers (or two
+//! processes later) never deliver the same row at the same time.
+
+use super::{Result, Store};
+use sqlx::{Sqlite, Transaction};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Channel {
+    pub id: i64,
+    pub project_id: i64,
+    /// `webhook`, `slack` or `email`.
+    pub kind: String,
+    /// Kind-specific settings (`{"url", "secret"}`, `{"url"}`, `{"to": [...]}`) as JSON text.
+    pub config: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub channel_id: i64,
+    pub issue_id: i64,
+    pub kind: String,
+    pub idempotency_key: String,
+    pub payload: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub delivered_at: Option<i64>,
+}
+
+/// How one delivery attempt went.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Attempt {
+    Delivered { status: Option<i64> },
+    /// Failed; try again at `next_at` (µs).
+    Retry {
+        status: Option<i64>,
+        error: String,
+        next_at: i64,
+    },
+    /// Failed for the last time.
+    GaveUp { status: Option<i64>, error: String },
+}
+
+type ChannelRow = (i64, i64, String, String, i64);
+type Row = (
+    i64,
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    Option<i64>,
+    Option<String>,
+    i64,
+    Option<i64>,
+);
+
+const OUTBOX_COLUMNS: &str = "id, channel_id, issue_id, kind, idempotency_key, payload, status,
+    attempts, next_attempt_at, last_status, last_error, created_at, delivered_at";
+
+fn channel(r: ChannelRow) -> Channel {
+    Channel {
+        id: r.0,
+        project_id: r.1,
+        kind: r.2,
+        config: r.3,
+        created_at: r.4,
+    }
+}
+
+fn outbox(r: Row) -> OutboxRow {
+    OutboxRow {
+        id: r.0,
+        channel_id: r.1,
+        issue_id: r.2,
+        kind: r.3,
+        idempotency_key: r.4,
+        payload: r.5,
+        status: r.6,
+        attempts: r.7,
+        next_attempt_at: r.8,
+        last_status: r.9,
+        last_error: r.10,
+        created_at: r.11,
+        delivered_at: r.12,
+    }
+}
+
+impl Store {
+    pub async fn create_channel(
+        &self,
+        project_id: i64,
+        kind: &str,
+        config: &str,
+        now_us: i64,
+    ) -> Result<Channel> {
+        let row: ChannelRow = sqlx::query_as(
+            "INSERT INTO alert_channels (project_id, kind, config, created_at)
+             VALUES ($1, $2, $3, $4) RETURNING id, project_id, kind, config, created_at",
+        )
+        .bind(project_id)
+        .bind(kind)
+        .bind(config)
+        .bind(now_us)
+        .fetch_one(&self.write)
+        .await?;
+        Ok(channel(row))
+    }
+
+    pub async fn channels(&self, project_id: i64) -> Result<Vec<Channel>> {
+        let rows: Vec<ChannelRow> = sqlx::query_as(
+            "SELECT id, project_id, kind, config, created_at FROM alert_channels
+             WHERE project_id = $1 ORDER BY id",
+        )
+        .bind(project_id)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.into_iter().map(channel).collect())
+    }
+
+    pub async fn channel(&self, id: i64) -> Result<Option<Channel>> {
+        let row: Option<ChannelRow> = sqlx::query_as(
+            "SELECT id, project_id, kind, config, created_at FROM alert_channels WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.map(channel))
+    }
+
+    /// Removes a channel of a project; false when there was none.
+    pub async fn delete_channel(&self, project_id: i64, id: i64) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM alert_channels WHERE id = $1 AND project_id = $2")
+            .bind(id)
+            .bind(project_id)
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Claims up to `limit` due alerts: each claimed row is hidden from other claimers until
+    /// `lease_until` (µs), by which time its attempt has been recorded.
+    pub async fn claim_due_alerts(
+        &self,
+        now_us: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>> {
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "UPDATE alert_outbox SET next_attempt_at = $1
+             WHERE id IN (SELECT id FROM alert_outbox
+                          WHERE status = 'pending' AND next_attempt_at <= $2
+                          ORDER BY next_attempt_at, id LIMIT $3)
+             RETURNING {OUTBOX_COLUMNS}"
+        ))
+        .bind(lease_until)
+        .bind(now_us)
+        .bind(limit)
+        .fetch_all(&self.write)
+        .await?;
+        let mut out: Vec<OutboxRow> = rows.into_iter().map(outbox).collect();
+        out.sort_by_key(|r| r.id);
+        Ok(out)
+    }
+
+    /// Records one delivery attempt of an outbox row.
+    pub async fn record_attempt(&self, id: i64, attempt: &Attempt, now_us: i64) -> Result<()> {
+        let (status, http_status, error, next_at, delivered_at) = match attempt {
+            Attempt::Delivered { status } => ("delivered", *status, None, now_us, Some(now_us)),
+            Attempt::Retry {
+                status,
+                error,
+                next_at,
+            } => ("pending", *status, Some(error.as_str()), *next_at, None),
+            Attempt::GaveUp { status, error } => ("failed", *status, Some(error.as_str()), now_us, None),
+        };
+        sqlx::query(
+            "UPDATE alert_outbox SET status = $1, attempts = attempts + 1, last_status = $2,
+                 last_error = $3, next_attempt_at = $4, delivered_at = $5
+             WHERE id = $6",
+        )
+        .bind(status)
+        .bind(http_status)
+        .bind(error)
+        .bind(next_at)
+        .bind(delivered_at)
+        .bind(id)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// The delivery log of a project, newest first.
+    pub async fn alert_log(&self, project_id: i64, limit: i64) -> Result<Vec<OutboxRow>> {
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "SELECT {} FROM alert_outbox o JOIN alert_channels c ON c.id = o.channel_id
+             WHERE c.project_id = $1 ORDER BY o.id DESC LIMIT $2",
+            OUTBOX_COLUMNS
+                .split(',')
+                .map(|c| format!("o.{}", c.trim()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .bind(project_id)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.into_iter().map(outbox).collect())
+    }
+
+    /// The alerts written for one issue, oldest first.
+    pub async fn issue_alerts(&self, issue_id: i64) -> Result<Vec<OutboxRow>> {
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM alert_outbox WHERE issue_id = $1 ORDER BY id"
+        ))
+        .bind(issue_id)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.into_iter().map(outbox).collect())
+    }
+}
+
+/// Writes one alert for every channel of the project, inside the caller's transaction.
+/// `key` identifies the transition (e.g. `unmute:42:17`); each row's idempotency key adds the
+/// channel, and a repeated key is ignored, so writing the same transition twice sends once.
+pub async fn enqueue(
+    tx: &mut Transaction<'_, Sqlite>,
+    project_id: i64,
+    issue_id: i64,
+    kind: &str,
+    key: &str,
+    payload: &str,
+    now_us: i64,
+) -> Result<u64> {
+    let done = sqlx::query(
+        "INSERT INTO alert_outbox (channel_id, issue_id, kind, idempotency_key, payload,
+                                   next_attempt_at, created_at)
+         SELECT id, $1, $2, $3 || ':' || id, $4, $5, $5 FROM alert_channels WHERE project_id = $6
+         ON CONFLICT (idempotency_key) DO NOTHING",
+    )
+    .bind(issue_id)
+    .bind(kind)
+    .bind(key)
+    .bind(payload)
+    .bind(now_us)
+    .bind(project_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
+}
