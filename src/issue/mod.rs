@@ -1,5 +1,8 @@
 //! The issue model: short ids and the Sentry names of an issue's fields.
 
+pub mod state;
+pub mod volume;
+
 /// `DEFAULT-3` for issue number 3 of project `default`.
 pub fn short_id(project_slug: &str, number: i64) -> String {
     format!("{}-{}", project_slug.to_uppercase(), number)

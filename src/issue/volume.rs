@@ -306,7 +306,10 @@ mod tests {
         assert_eq!(b.upper_bound(t0() + Duration::minutes(4)), 3);
         // The window is (now - 5 min, now]: an event exactly 5 minutes old is out, but the bound
         // may still count its bucket (5 s wide) for up to one more bucket width.
-        assert_eq!(b.upper_bound(t0() + Duration::minutes(5) + Duration::seconds(5)), 0);
+        assert_eq!(
+            b.upper_bound(t0() + Duration::minutes(5) + Duration::seconds(5)),
+            0
+        );
         assert_eq!(b.upper_bound(t0() + Duration::hours(1)), 0);
         // A late event older than the window of the newest one is not kept.
         b.add(t0() + Duration::hours(1), 1);
@@ -381,7 +384,10 @@ mod tests {
                         .map(|(_, n)| n)
                         .sum();
                     let bound = b.upper_bound(at);
-                    assert!(bound >= exact, "{c:?} at {at}: bound {bound} < exact {exact}");
+                    assert!(
+                        bound >= exact,
+                        "{c:?} at {at}: bound {bound} < exact {exact}"
+                    );
                     // And it is not wildly off: at most one bucket's worth of extra events.
                     let slack: u64 = events
                         .iter()

@@ -220,6 +220,22 @@ impl Store {
         Ok(rows.into_iter().map(outbox).collect())
     }
 
+    /// Writes one alert per channel of the project in a transaction of its own (see `enqueue`).
+    pub async fn enqueue_alert(
+        &self,
+        project_id: i64,
+        issue_id: i64,
+        kind: &str,
+        key: &str,
+        payload: &str,
+        now_us: i64,
+    ) -> Result<u64> {
+        let mut tx = self.write.begin().await?;
+        let n = enqueue(&mut tx, project_id, issue_id, kind, key, payload, now_us).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
     /// The alerts written for one issue, oldest first.
     pub async fn issue_alerts(&self, issue_id: i64) -> Result<Vec<OutboxRow>> {
         let rows: Vec<Row> = sqlx::query_as(&format!(

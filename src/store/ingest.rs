@@ -145,7 +145,9 @@ async fn write_batch(
     cache: &mut HashCache,
 ) -> Result<Vec<Stored>> {
     let started = std::time::Instant::now();
-    let mut tx = conn.begin().await?;
+    // IMMEDIATE: take the write lock up front, so a read early in the batch can never be
+    // invalidated by another connection's write (SQLITE_BUSY_SNAPSHOT) before ours.
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     let mut fresh_links: Vec<((i64, String), i64)> = Vec::new();
     let issues = resolve_issues(&mut tx, batch, cache, &mut fresh_links).await?;
     let resolved = started.elapsed();

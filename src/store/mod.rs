@@ -69,8 +69,11 @@ impl Store {
             // After a checkpoint resets the WAL, give its disk space back down to 64 MiB.
             .pragma("journal_size_limit", "67108864")
             .pragma("temp_store", "memory");
+        // The ingest writer holds one of these for good; the others serve the rare writes
+        // outside the batch path (projects, channels, the alert outbox), which SQLite
+        // serializes with the writer through its lock and busy timeout.
         let write = SqlitePoolOptions::new()
-            .max_connections(1)
+            .max_connections(3)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
             .idle_timeout(None)

@@ -288,6 +288,19 @@ fn cases(server: &TestServer, other_pid: i64) -> Vec<Case> {
     ]);
 
     vec![
+        // --- PROBES ---
+        e("P deep nesting in event", cat(&[b"{}\n", &event_item(format!("{{\"extra\":{{\"a\":{}1{}}}}}", "[".repeat(100_000), "]".repeat(100_000)).as_bytes())]), 400),
+        e("P deep nesting 120 in event", cat(&[b"{}\n", &event_item(format!("{{\"extra\":{{\"a\":{}1{}}},\"message\":\"deep120\"}}", "[".repeat(120), "]".repeat(120)).as_bytes())]), 400),
+        e("P deep nesting in envelope header", with_header(format!("{{\"sdk\":{}1{}}}", "[".repeat(100_000), "]".repeat(100_000)).as_bytes(), "X"), 400),
+        e("P deep nesting in item header", cat(&[format!("{{}}\n{{\"type\":\"event\",\"x\":{}1{}}}\n{{}}\n", "[".repeat(100_000), "]".repeat(100_000)).as_bytes()]), 400),
+        e("P invalid utf8 in event string", cat(&[b"{}\n", &event_item(b"{\"message\":\"a\xff\xfeb\"}")]), 400),
+        e("P lone surrogate in event", cat(&[b"{}\n", &event_item(br#"{"message":"lone \ud800 surrogate"}"#)]), 400),
+        e("P timestamp 1e400", cat(&[b"{}\n", &event_item(br#"{"message":"ts1e400","timestamp":1e400}"#)]), 400),
+        e("P NUL in event", cat(&[b"{}\n", &event_item(b"{\"message\":\"nul\\u0000here\"}")]), 400),
+        e("P exception values not array", cat(&[b"{}\n", &event_item(br#"{"exception":{"values":"x"}}"#)]), 400),
+        e("P exception huge number", cat(&[b"{}\n", &event_item(br#"{"exception":{"values":[{"type":"Huge","value":"v","stacktrace":{"frames":[{"lineno":1e300,"colno":-99999999999999999999}]}}]}}"#)]), 400),
+        Case::get("P GET envelope", &format!("/api/{pid}/envelope/"), None, 405),
+        Case::get("P GET /api/0/", "/api/0/", None, 401),
         // --- bodies and framing ---
         e("empty body", vec![], 400),
         e("empty body, gzip", vec![], 400).encoding("gzip"),
@@ -704,6 +717,10 @@ async fn malformed_requests_are_refused_and_the_server_keeps_serving() {
     for case in &table {
         match send(&server, case).await {
             Ok(answer) => {
+                println!(
+                    "{:>3} {:>6.0?} {}",
+                    answer.status, answer.elapsed, case.name
+                );
                 for p in judge(case, &answer) {
                     failures.push(format!("{}: {p}", case.name));
                 }
