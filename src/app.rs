@@ -40,6 +40,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let (pipeline, writer) = Pipeline::start(
         store.clone(),
+        settings.clock.clone(),
         settings.limits.queue_capacity,
         settings.limits.max_batch,
     );

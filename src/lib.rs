@@ -23,6 +23,7 @@
 //!
 //! The read API (`http::api`) serves issues and events in Sentry's `/api/0/` shapes.
 
+pub mod alert;
 pub mod app;
 pub mod cli;
 pub mod clock;

@@ -9,10 +9,12 @@
 
 use crate::clock::Clock;
 use crate::grouping;
+use crate::issue::state::{Actor, Refusal, Transition};
 use crate::normalize;
 use crate::payload::StoredPayload;
 use crate::protocol::event;
-use crate::store::ingest::{IssueSeed, NewEvent, Stored};
+use crate::store::ingest::{IssueSeed, NewEvent, Stored, Writer};
+use crate::store::lifecycle::Change;
 use crate::store::Store;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,6 +80,9 @@ pub fn prepare(
             timestamp_us: (timestamp * 1e6) as i64,
             received_us: (received * 1e6) as i64,
             payload: payload(),
+            release: summary.release,
+            environment: summary.environment,
+            user_key: summary.user_key,
         },
     })
 }
@@ -115,10 +120,25 @@ impl Counters {
     }
 }
 
-struct Job {
-    event: NewEvent,
-    reply: oneshot::Sender<Option<Stored>>,
+/// What the writer does, in arrival order: events are batched; commands run on their own.
+enum Job {
+    Event {
+        event: NewEvent,
+        reply: oneshot::Sender<Option<Stored>>,
+    },
+    Change {
+        issue_ids: Vec<i64>,
+        change: Change,
+        actor: Actor,
+        reply: oneshot::Sender<Option<ChangeOutcome>>,
+    },
+    UnmuteDue {
+        reply: oneshot::Sender<Option<usize>>,
+    },
 }
+
+/// Per issue: `None` when it does not exist, else the transition made or the refusal.
+pub type ChangeOutcome = Vec<(i64, Option<Result<Transition, Refusal>>)>;
 
 /// The handle request handlers use: submit an event, await its commit.
 #[derive(Clone)]
@@ -132,12 +152,18 @@ impl Pipeline {
     /// is drained, which is how shutdown flushes.
     pub fn start(
         store: Store,
+        clock: Clock,
         capacity: usize,
         max_batch: usize,
     ) -> (Pipeline, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity);
         let counters = Arc::new(Counters::default());
-        let writer = tokio::spawn(run_writer(store, rx, max_batch, counters.clone()));
+        let writer = tokio::spawn(run_writer(
+            store.writer(clock),
+            rx,
+            max_batch,
+            counters.clone(),
+        ));
         (
             Pipeline {
                 queue: tx,
@@ -151,7 +177,7 @@ impl Pipeline {
     pub async fn submit(&self, event: NewEvent) -> Result<Stored, IngestError> {
         let (reply, done) = oneshot::channel();
         self.queue
-            .try_send(Job { event, reply })
+            .try_send(Job::Event { event, reply })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => {
                     self.counters.overloaded.fetch_add(1, Ordering::Relaxed);
@@ -162,6 +188,39 @@ impl Pipeline {
         done.await.ok().flatten().ok_or(IngestError::StoreFailed)
     }
 
+    /// A person's status change of some issues, made by the writer (every write to an issue's
+    /// state goes through it). Waits for a queue slot rather than refusing.
+    pub async fn change_status(
+        &self,
+        issue_ids: Vec<i64>,
+        change: Change,
+        actor: Actor,
+    ) -> Result<ChangeOutcome, IngestError> {
+        let (reply, done) = oneshot::channel();
+        let job = Job::Change {
+            issue_ids,
+            change,
+            actor,
+            reply,
+        };
+        self.queue
+            .send(job)
+            .await
+            .map_err(|_| IngestError::StoreFailed)?;
+        done.await.ok().flatten().ok_or(IngestError::StoreFailed)
+    }
+
+    /// Unmutes muted issues whose time limit has passed (the background unmuter, and tests
+    /// after moving the manual clock).
+    pub async fn unmute_due(&self) -> Result<usize, IngestError> {
+        let (reply, done) = oneshot::channel();
+        self.queue
+            .send(Job::UnmuteDue { reply })
+            .await
+            .map_err(|_| IngestError::StoreFailed)?;
+        done.await.ok().flatten().ok_or(IngestError::StoreFailed)
+    }
+
     /// How many events wait for the writer now.
     pub fn queued(&self) -> usize {
         self.queue.max_capacity() - self.queue.capacity()
@@ -169,56 +228,99 @@ impl Pipeline {
 }
 
 async fn run_writer(
-    store: Store,
+    mut writer: Writer,
     mut rx: mpsc::Receiver<Job>,
     max_batch: usize,
     counters: Arc<Counters>,
 ) {
-    let mut writer = store.writer();
     let mut jobs = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut jobs, max_batch).await > 0 {
-        let (events, replies): (Vec<NewEvent>, Vec<_>) =
-            jobs.drain(..).map(|j| (j.event, j.reply)).unzip();
-        let n = events.len();
-        let started = Instant::now();
-        let results = match writer.write_batch(&events).await {
-            Ok(results) => results.into_iter().map(Some).collect(),
-            Err(e) => {
-                // One bad row must not fail its neighbours: retry each event on its own.
-                tracing::warn!(error = %e, n = events.len(), "batch failed; retrying one by one");
-                let mut out = Vec::with_capacity(events.len());
-                for ev in events.chunks(1) {
-                    match writer.write_batch(ev).await {
-                        Ok(mut r) => out.push(r.pop()),
-                        Err(e) => {
-                            tracing::error!(error = %e, "event could not be stored");
-                            out.push(None);
-                        }
-                    }
+        let mut events = Vec::with_capacity(jobs.len());
+        let mut replies = Vec::with_capacity(jobs.len());
+        for job in jobs.drain(..) {
+            match job {
+                Job::Event { event, reply } => {
+                    events.push(event);
+                    replies.push(reply);
                 }
-                out
+                // Commands are rare: run each at once, after the events queued before it.
+                Job::Change {
+                    issue_ids,
+                    change,
+                    actor,
+                    reply,
+                } => {
+                    write_events(&mut writer, &mut events, &mut replies, &counters).await;
+                    let r = writer.change_status(&issue_ids, &change, actor).await;
+                    if let Err(e) = &r {
+                        tracing::error!(error = %e, "status change failed");
+                    }
+                    let _ = reply.send(r.ok());
+                }
+                Job::UnmuteDue { reply } => {
+                    write_events(&mut writer, &mut events, &mut replies, &counters).await;
+                    let r = writer.unmute_due().await;
+                    if let Err(e) = &r {
+                        tracing::error!(error = %e, "timed unmute failed");
+                    }
+                    let _ = reply.send(r.ok());
+                }
             }
-        };
-        counters.batches.fetch_add(1, Ordering::Relaxed);
-        for (reply, result) in replies.into_iter().zip(results) {
-            if let Some(r) = result {
-                let counter = if r.inserted {
-                    &counters.events_stored
-                } else {
-                    &counters.events_duplicate
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-            }
-            // The requester may have gone away; the event is stored all the same.
-            let _ = reply.send(result);
         }
-        let elapsed = started.elapsed();
-        if elapsed > Duration::from_secs(1) {
-            tracing::warn!(?elapsed, "slow batch commit");
-        }
-        tracing::debug!(n, ?elapsed, "batch committed");
+        write_events(&mut writer, &mut events, &mut replies, &counters).await;
     }
     tracing::debug!("writer drained and stopped");
+}
+
+/// Commits the collected events in one batch and answers their requests.
+async fn write_events(
+    writer: &mut Writer,
+    events: &mut Vec<NewEvent>,
+    replies: &mut Vec<oneshot::Sender<Option<Stored>>>,
+    counters: &Counters,
+) {
+    if events.is_empty() {
+        return;
+    }
+    let n = events.len();
+    let started = Instant::now();
+    let results: Vec<Option<Stored>> = match writer.write_batch(events).await {
+        Ok(results) => results.into_iter().map(Some).collect(),
+        Err(e) => {
+            // One bad row must not fail its neighbours: retry each event on its own.
+            tracing::warn!(error = %e, n, "batch failed; retrying one by one");
+            let mut out = Vec::with_capacity(n);
+            for ev in events.chunks(1) {
+                match writer.write_batch(ev).await {
+                    Ok(mut r) => out.push(r.pop()),
+                    Err(e) => {
+                        tracing::error!(error = %e, "event could not be stored");
+                        out.push(None);
+                    }
+                }
+            }
+            out
+        }
+    };
+    counters.batches.fetch_add(1, Ordering::Relaxed);
+    for (reply, result) in replies.drain(..).zip(results) {
+        if let Some(r) = result {
+            let counter = if r.inserted {
+                &counters.events_stored
+            } else {
+                &counters.events_duplicate
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        // The requester may have gone away; the event is stored all the same.
+        let _ = reply.send(result);
+    }
+    events.clear();
+    let elapsed = started.elapsed();
+    if elapsed > Duration::from_secs(1) {
+        tracing::warn!(?elapsed, "slow batch commit");
+    }
+    tracing::debug!(n, ?elapsed, "batch committed");
 }
 
 /// A cached answer: the key's project (None: no such key) and when it was looked up (µs).

@@ -810,7 +810,8 @@ fn mute_limits(m: &Mute) -> Vec<String> {
             .map(|c| format!("{} occur", c.describe())),
     );
     if let Some(n) = m.count_since_mute {
-        out.push(format!("{} more occur", plural(n, "event")));
+        let events = if n == 1 { "event" } else { "events" };
+        out.push(format!("{n} more {events} occur"));
     }
     if let Some(n) = m.user_count {
         out.push(format!(
@@ -952,4 +953,741 @@ fn number(s: &str) -> Option<u64> {
         return None;
     }
     s.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::issue::volume::Period;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap()
+    }
+
+    fn cond(period: Period, nr_of_periods: u32, volume: u64) -> VolumeCondition {
+        VolumeCondition {
+            period,
+            nr_of_periods,
+            volume,
+        }
+    }
+
+    /// Exact figures as the database would give them: counts per window, users, total.
+    struct Vol {
+        counts: Vec<(Duration, u64)>,
+        users: u64,
+        total: u64,
+    }
+
+    impl CurrentVolume for Vol {
+        fn count_in(&self, window: Duration) -> u64 {
+            self.counts
+                .iter()
+                .find(|(w, _)| *w == window)
+                .map_or(0, |(_, n)| *n)
+        }
+        fn users_in(&self, _window: Duration) -> u64 {
+            self.users
+        }
+        fn event_count(&self) -> u64 {
+            self.total
+        }
+    }
+
+    fn quiet() -> Vol {
+        Vol {
+            counts: vec![(Duration::minutes(5), 12), (Duration::days(1), 40)],
+            users: 3,
+            total: 500,
+        }
+    }
+
+    fn unresolved() -> IssueState {
+        IssueState::unresolved(substatus::ONGOING)
+    }
+    fn resolved_plain() -> IssueState {
+        resolved(None, false, None)
+    }
+    fn resolved_in(r: &str) -> IssueState {
+        resolved(Some(r.into()), false, None)
+    }
+    fn resolved_next(after: Option<&str>) -> IssueState {
+        resolved(None, true, after.map(String::from))
+    }
+    fn muted_with(m: Mute) -> IssueState {
+        IssueState {
+            status: Status::Ignored,
+            substatus: Some(substatus::ARCHIVED_UNTIL_CONDITION_MET.into()),
+            mute: Some(m),
+            ..IssueState::default()
+        }
+    }
+    fn muted_forever() -> IssueState {
+        mute(&unresolved(), MuteRequest::default(), now(), &quiet())
+            .unwrap()
+            .to
+    }
+    fn muted_until(h: i64) -> IssueState {
+        muted_with(Mute {
+            until: Some(now() + Duration::hours(h)),
+            muted_at: now() - Duration::hours(1),
+            ..Mute::default()
+        })
+    }
+    fn muted_cond() -> IssueState {
+        muted_with(Mute {
+            conditions: vec![cond(Period::Day, 1, 100), cond(Period::Minute, 5, 10)],
+            muted_at: now(),
+            ..Mute::default()
+        })
+    }
+    fn muted_counts() -> IssueState {
+        muted_with(Mute {
+            count_since_mute: Some(50),
+            event_count_at_mute: 500,
+            user_count: Some(5),
+            user_window_minutes: Some(60),
+            muted_at: now(),
+            ..Mute::default()
+        })
+    }
+    fn req(f: impl FnOnce(&mut MuteRequest)) -> MuteRequest {
+        let mut r = MuteRequest::default();
+        f(&mut r);
+        r
+    }
+
+    type Want = Result<
+        (
+            TransitionKind,
+            Status,
+            Option<&'static str>,
+            Option<AlertKind>,
+        ),
+        &'static str,
+    >;
+
+    #[test]
+    fn every_transition_and_refusal() {
+        use AlertKind::Unmute;
+        use Status::{Ignored, Resolved, Unresolved};
+        use TransitionKind as K;
+        let ok = |k: K, st: Status, sub: Option<&'static str>, a: Option<AlertKind>| -> Want {
+            Ok((k, st, sub, a))
+        };
+        let later = now() + Duration::hours(2);
+        let earlier = now() - Duration::hours(1);
+        let rows: Vec<(&str, IssueState, Result<Transition, Refusal>, Want)> = vec![
+            // resolve
+            ("resolve unresolved", unresolved(), resolve(&unresolved()), ok(K::Resolved, Resolved, None, None)),
+            ("resolve muted: silent unmute", muted_cond(), resolve(&muted_cond()), ok(K::Resolved, Resolved, None, None)),
+            ("resolve resolved: no change", resolved_plain(), resolve(&resolved_plain()), Err("The issue is already resolved")),
+            ("resolve resolved-in-release: plain", resolved_in("2.0"), resolve(&resolved_in("2.0")), ok(K::Resolved, Resolved, None, None)),
+            ("resolve resolved-next: plain", resolved_next(Some("1.0")), resolve(&resolved_next(Some("1.0"))), ok(K::Resolved, Resolved, None, None)),
+            // resolve in release
+            ("in release", unresolved(), resolve_in_release(&unresolved(), "2.0"), ok(K::ResolvedInRelease("2.0".into()), Resolved, None, None)),
+            ("in release, muted", muted_forever(), resolve_in_release(&muted_forever(), "2.0"), ok(K::ResolvedInRelease("2.0".into()), Resolved, None, None)),
+            ("in release, other release", resolved_in("1.0"), resolve_in_release(&resolved_in("1.0"), "2.0"), ok(K::ResolvedInRelease("2.0".into()), Resolved, None, None)),
+            ("in release, same release", resolved_in("2.0"), resolve_in_release(&resolved_in("2.0"), "2.0"), Err("The issue is already resolved in release 2.0")),
+            ("in release, empty", unresolved(), resolve_in_release(&unresolved(), " "), Err("A release name must not be empty")),
+            ("in release, control", unresolved(), resolve_in_release(&unresolved(), "a\nb"), Err("A release name must not contain control characters")),
+            // resolve in next release
+            ("next", unresolved(), resolve_in_next_release(&unresolved(), Some("1.4")), ok(K::ResolvedInNextRelease, Resolved, None, None)),
+            ("next, no release yet", unresolved(), resolve_in_next_release(&unresolved(), None), ok(K::ResolvedInNextRelease, Resolved, None, None)),
+            ("next, muted", muted_until(3), resolve_in_next_release(&muted_until(3), Some("1.4")), ok(K::ResolvedInNextRelease, Resolved, None, None)),
+            ("next, plain resolved", resolved_plain(), resolve_in_next_release(&resolved_plain(), Some("1.4")), ok(K::ResolvedInNextRelease, Resolved, None, None)),
+            ("next, already", resolved_next(Some("1.0")), resolve_in_next_release(&resolved_next(Some("1.0")), Some("1.4")), Err("The issue is already resolved in the next release")),
+            // reopen
+            ("reopen resolved", resolved_in("2.0"), reopen(&resolved_in("2.0")), ok(K::Reopened, Unresolved, Some("ongoing"), None)),
+            ("reopen muted = unmute by person", muted_cond(), reopen(&muted_cond()), ok(K::Unmuted, Unresolved, Some("ongoing"), None)),
+            ("reopen unresolved", unresolved(), reopen(&unresolved()), Err("The issue is already unresolved")),
+            // mute
+            ("mute forever", unresolved(), mute(&unresolved(), MuteRequest::default(), now(), &quiet()), ok(K::Muted, Ignored, Some("archived_forever"), None)),
+            ("mute until", unresolved(), mute(&unresolved(), req(|r| r.until = Some(later)), now(), &quiet()), ok(K::Muted, Ignored, Some("archived_until_condition_met"), None)),
+            ("mute on condition", unresolved(), mute(&unresolved(), req(|r| r.conditions = vec![cond(Period::Minute, 5, 13)]), now(), &quiet()), ok(K::Muted, Ignored, Some("archived_until_condition_met"), None)),
+            ("mute on count since mute", unresolved(), mute(&unresolved(), req(|r| r.count_since_mute = Some(1)), now(), &quiet()), ok(K::Muted, Ignored, Some("archived_until_condition_met"), None)),
+            ("mute on users since mute", unresolved(), mute(&unresolved(), req(|r| r.user_count = Some(1)), now(), &quiet()), ok(K::Muted, Ignored, Some("archived_until_condition_met"), None)),
+            ("mute on users in window", unresolved(), mute(&unresolved(), req(|r| { r.user_count = Some(4); r.user_window_minutes = Some(60) }), now(), &quiet()), ok(K::Muted, Ignored, Some("archived_until_condition_met"), None)),
+            ("re-mute a muted issue", muted_cond(), mute(&muted_cond(), MuteRequest::default(), now(), &quiet()), ok(K::Muted, Ignored, Some("archived_forever"), None)),
+            ("mute a regressed issue", IssueState::unresolved(substatus::REGRESSED), mute(&IssueState::unresolved(substatus::REGRESSED), MuteRequest::default(), now(), &quiet()), ok(K::Muted, Ignored, Some("archived_forever"), None)),
+            ("mute resolved", resolved_plain(), mute(&resolved_plain(), MuteRequest::default(), now(), &quiet()), Err("Cannot mute a resolved issue; reopen it first")),
+            ("mute resolved in release", resolved_in("1.0"), mute(&resolved_in("1.0"), req(|r| r.until = Some(later)), now(), &quiet()), Err("Cannot mute a resolved issue; reopen it first")),
+            ("mute, condition holds", unresolved(), mute(&unresolved(), req(|r| r.conditions = vec![cond(Period::Day, 1, 100), cond(Period::Minute, 5, 10)]), now(), &quiet()), Err("Cannot mute with condition '10 events per 5 minutes': it already holds (12 events)")),
+            ("mute, condition holds exactly", unresolved(), mute(&unresolved(), req(|r| r.conditions = vec![cond(Period::Day, 1, 40)]), now(), &quiet()), Err("Cannot mute with condition '40 events per 1 day': it already holds (40 events)")),
+            ("mute, 1-event condition", unresolved(), mute(&unresolved(), req(|r| r.conditions = vec![cond(Period::Minute, 5, 1)]), now(), &quiet()), Err("Cannot mute with condition '1 event per 5 minutes': it already holds (12 events)")),
+            ("mute, users hold", unresolved(), mute(&unresolved(), req(|r| { r.user_count = Some(3); r.user_window_minutes = Some(60) }), now(), &quiet()), Err("Cannot mute until 3 users are affected in 60 minutes: it already holds (3 users)")),
+            ("mute, until in the past", unresolved(), mute(&unresolved(), req(|r| r.until = Some(earlier)), now(), &quiet()), Err("Cannot mute until 2026-03-01T11:00:00Z: that moment is not in the future")),
+            ("mute, until now", unresolved(), mute(&unresolved(), req(|r| r.until = Some(now())), now(), &quiet()), Err("Cannot mute until 2026-03-01T12:00:00Z: that moment is not in the future")),
+            ("mute, bad condition", unresolved(), mute(&unresolved(), req(|r| r.conditions = vec![cond(Period::Hour, 0, 5)]), now(), &quiet()), Err("Invalid condition '5 events per 0 hours': nr_of_periods must be between 1 and 10000")),
+            ("mute, zero volume", unresolved(), mute(&unresolved(), req(|r| r.conditions = vec![cond(Period::Hour, 1, 0)]), now(), &quiet()), Err("Invalid condition '0 events per 1 hour': volume must be at least 1")),
+            ("mute, too many conditions", unresolved(), mute(&unresolved(), req(|r| r.conditions = (1..=11).map(|n| cond(Period::Year, n, 1_000)).collect()), now(), &quiet()), Err("A mute takes at most 10 conditions")),
+            ("mute, zero count", unresolved(), mute(&unresolved(), req(|r| r.count_since_mute = Some(0)), now(), &quiet()), Err("The event count (ignoreCount) must be at least 1")),
+            ("mute, zero users", unresolved(), mute(&unresolved(), req(|r| r.user_count = Some(0)), now(), &quiet()), Err("The user count (ignoreUserCount) must be at least 1")),
+            ("mute, zero user window", unresolved(), mute(&unresolved(), req(|r| { r.user_count = Some(2); r.user_window_minutes = Some(0) }), now(), &quiet()), Err("The user window (ignoreUserWindow) must be at least 1 minute")),
+            ("mute, user window alone", unresolved(), mute(&unresolved(), req(|r| r.user_window_minutes = Some(10)), now(), &quiet()), Err("A user window (ignoreUserWindow) needs a user count (ignoreUserCount)")),
+            // unmute by a person
+            ("unmute by person", muted_cond(), unmute_by_person(&muted_cond()), ok(K::Unmuted, Unresolved, Some("ongoing"), None)),
+            ("unmute by person, forever", muted_forever(), unmute_by_person(&muted_forever()), ok(K::Unmuted, Unresolved, Some("ongoing"), None)),
+            ("unmute by person, not muted", unresolved(), unmute_by_person(&unresolved()), Err("The issue is not muted")),
+            ("unmute by person, resolved", resolved_plain(), unmute_by_person(&resolved_plain()), Err("The issue is not muted")),
+            // unmute by condition
+            ("unmute by condition", muted_cond(), unmute_by_condition(&muted_cond(), &cond(Period::Day, 1, 100), 101), ok(K::Unmuted, Unresolved, Some("escalating"), Some(Unmute))),
+            ("unmute by condition, exactly", muted_cond(), unmute_by_condition(&muted_cond(), &cond(Period::Minute, 5, 10), 10), ok(K::Unmuted, Unresolved, Some("escalating"), Some(Unmute))),
+            ("unmute by condition, below", muted_cond(), unmute_by_condition(&muted_cond(), &cond(Period::Minute, 5, 10), 9), Err("Condition '10 events per 5 minutes' does not hold (9 events)")),
+            ("unmute by stale condition", muted_cond(), unmute_by_condition(&muted_cond(), &cond(Period::Minute, 5, 11), 20), Err("Condition '11 events per 5 minutes' is not one of the issue's mute conditions")),
+            ("unmute by condition, not muted", unresolved(), unmute_by_condition(&unresolved(), &cond(Period::Day, 1, 100), 101), Err("The issue is not muted")),
+            // unmute by time
+            ("unmute by time", muted_until(1), unmute_by_time(&muted_until(1), now() + Duration::hours(2)), ok(K::Unmuted, Unresolved, Some("escalating"), Some(Unmute))),
+            ("unmute by time, at until", muted_until(1), unmute_by_time(&muted_until(1), now() + Duration::hours(1)), ok(K::Unmuted, Unresolved, Some("escalating"), Some(Unmute))),
+            ("unmute by time, too early", muted_until(1), unmute_by_time(&muted_until(1), now()), Err("The mute lasts until 2026-03-01T13:00:00Z, which has not passed yet")),
+            ("unmute by time, no limit", muted_cond(), unmute_by_time(&muted_cond(), now()), Err("The mute has no time limit")),
+            ("unmute by time, not muted", resolved_plain(), unmute_by_time(&resolved_plain(), now()), Err("The issue is not muted")),
+            // unmute by counts
+            ("unmute by event count", muted_counts(), unmute_by_event_count(&muted_counts(), 550), ok(K::Unmuted, Unresolved, Some("escalating"), Some(Unmute))),
+            ("unmute by event count, below", muted_counts(), unmute_by_event_count(&muted_counts(), 549), Err("Only 49 events of 50 since the mute")),
+            ("unmute by event count, no limit", muted_cond(), unmute_by_event_count(&muted_cond(), 10_000), Err("The mute has no event count limit")),
+            ("unmute by event count, not muted", unresolved(), unmute_by_event_count(&unresolved(), 10_000), Err("The issue is not muted")),
+            ("unmute by users", muted_counts(), unmute_by_user_count(&muted_counts(), 5), ok(K::Unmuted, Unresolved, Some("escalating"), Some(Unmute))),
+            ("unmute by users, below", muted_counts(), unmute_by_user_count(&muted_counts(), 4), Err("Only 4 users of 5 affected in the last 60 minutes")),
+            ("unmute by users, no limit", muted_until(1), unmute_by_user_count(&muted_until(1), 4), Err("The mute has no user count limit")),
+        ];
+        for (name, from, got, want) in rows {
+            match (got, want) {
+                (Ok(t), Ok((kind, status, sub, alert))) => {
+                    assert_eq!(t.kind, kind, "{name}");
+                    assert_eq!(t.to.status, status, "{name}");
+                    assert_eq!(t.to.substatus.as_deref(), sub, "{name}");
+                    assert_eq!(t.alert, alert, "{name}");
+                    assert_eq!(t.from, from, "{name}: from is the input state");
+                    // Invariants: muted exactly when ignored; resolution fields only while resolved.
+                    assert_eq!(t.to.mute.is_some(), status == Ignored, "{name}");
+                    if status != Resolved {
+                        assert!(t.to.resolved_in_release.is_none(), "{name}");
+                        assert!(!t.to.resolved_in_next_release, "{name}");
+                        assert!(t.to.resolved_at_release.is_none(), "{name}");
+                    }
+                    assert!(!t.reason.is_empty(), "{name}");
+                }
+                (Err(r), Err(msg)) => assert_eq!(r.to_string(), msg, "{name}"),
+                (got, want) => panic!("{name}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn resolved_states_carry_their_release() {
+        let t = resolve_in_release(&unresolved(), " 2.0 ").unwrap();
+        assert_eq!(t.to, resolved_in("2.0"));
+        assert_eq!(t.reason, "Marked as resolved in release 2.0");
+        let t = resolve_in_next_release(&unresolved(), Some("1.4")).unwrap();
+        assert_eq!(t.to, resolved_next(Some("1.4")));
+        assert_eq!(t.reason, "Marked as resolved in the next release after 1.4");
+        let t = resolve_in_next_release(&unresolved(), Some("")).unwrap();
+        assert_eq!(t.to, resolved_next(None));
+        assert_eq!(resolve(&unresolved()).unwrap().to, resolved_plain());
+    }
+
+    #[test]
+    fn resolving_a_muted_issue_unmutes_it_silently() {
+        for s in [
+            muted_forever(),
+            muted_cond(),
+            muted_until(1),
+            muted_counts(),
+        ] {
+            for t in [
+                resolve(&s).unwrap(),
+                resolve_in_release(&s, "3.0").unwrap(),
+                resolve_in_next_release(&s, Some("2.9")).unwrap(),
+            ] {
+                assert_eq!(t.to.mute, None);
+                assert_eq!(t.to.status, Status::Resolved);
+                assert_eq!(t.alert, None);
+                assert!(t.reason.ends_with("; this lifts the mute"), "{}", t.reason);
+            }
+        }
+    }
+
+    #[test]
+    fn mute_records_its_limits() {
+        let later = now() + Duration::hours(2);
+        let t = mute(
+            &unresolved(),
+            MuteRequest {
+                until: Some(later),
+                conditions: vec![
+                    cond(Period::Minute, 5, 20),
+                    cond(Period::Minute, 5, 20),
+                    cond(Period::Day, 1, 100),
+                ],
+                count_since_mute: Some(30),
+                user_count: Some(5),
+                user_window_minutes: Some(60),
+            },
+            now(),
+            &quiet(),
+        )
+        .unwrap();
+        let m = t.to.mute.clone().unwrap();
+        assert_eq!(
+            m,
+            Mute {
+                until: Some(later),
+                conditions: vec![cond(Period::Minute, 5, 20), cond(Period::Day, 1, 100)],
+                count_since_mute: Some(30),
+                event_count_at_mute: 500,
+                user_count: Some(5),
+                user_window_minutes: Some(60),
+                muted_at: now(),
+            }
+        );
+        assert_eq!(
+            t.reason,
+            "Muted until 2026-03-01T14:00:00Z or 20 events per 5 minutes occur or \
+             100 events per 1 day occur or 30 more events occur or 5 users are affected \
+             in 60 minutes"
+        );
+        let forever = mute(&unresolved(), MuteRequest::default(), now(), &quiet()).unwrap();
+        assert_eq!(forever.reason, "Muted forever");
+        assert_eq!(forever.to.mute.unwrap().muted_at, now());
+    }
+
+    #[test]
+    fn unmute_reasons_and_alerts() {
+        let t = unmute_by_condition(&muted_cond(), &cond(Period::Day, 1, 100), 100).unwrap();
+        assert_eq!(
+            t.reason,
+            "More than 100 events per 1 day occurred, unmuting the issue"
+        );
+        assert_eq!(t.alert, Some(AlertKind::Unmute));
+        let t = unmute_by_time(&muted_until(1), now() + Duration::hours(1)).unwrap();
+        assert_eq!(
+            t.reason,
+            "The mute expired at 2026-03-01T13:00:00Z, unmuting the issue"
+        );
+        assert_eq!(t.alert, Some(AlertKind::Unmute));
+        let t = unmute_by_event_count(&muted_counts(), 600).unwrap();
+        assert_eq!(
+            t.reason,
+            "More than 50 events occurred since the mute, unmuting the issue"
+        );
+        let t = unmute_by_user_count(&muted_counts(), 9).unwrap();
+        assert_eq!(
+            t.reason,
+            "More than 5 users were affected in the last 60 minutes, unmuting the issue"
+        );
+        // A person's unmute and a reopen never alert.
+        assert_eq!(unmute_by_person(&muted_cond()).unwrap().alert, None);
+        assert_eq!(reopen(&muted_until(1)).unwrap().alert, None);
+        assert_eq!(reopen(&resolved_plain()).unwrap().alert, None);
+        // Once unmuted, a second process seeing the same crossing gets a refusal, not an alert.
+        let after = unmute_by_condition(&muted_cond(), &cond(Period::Minute, 5, 10), 15)
+            .unwrap()
+            .to;
+        assert_eq!(
+            unmute_by_condition(&after, &cond(Period::Day, 1, 100), 150),
+            Err(Refusal::NotMuted)
+        );
+        // A user count without window counts since the mute.
+        let s = muted_with(Mute {
+            user_count: Some(2),
+            muted_at: now(),
+            ..Mute::default()
+        });
+        assert_eq!(
+            unmute_by_user_count(&s, 1).unwrap_err().to_string(),
+            "Only 1 user of 2 affected since the mute"
+        );
+    }
+
+    /// First-seen order used by the regression table: 1.0, 2.0, 2.1, then the non-semver
+    /// names in the order the project saw them.
+    fn seen(r: &str) -> Option<u64> {
+        ["1.0", "2.0", "2.1", "bravo", "alpha", "charlie"]
+            .iter()
+            .position(|x| *x == r)
+            .map(|p| p as u64)
+    }
+
+    #[test]
+    fn regressions_per_resolution_kind() {
+        let cmp = |a: &str, b: &str| compare_releases(a, b, seen);
+        // (state, event release, new for project, regresses)
+        let rows: Vec<(&str, IssueState, Option<&str>, bool, bool)> = vec![
+            ("plain, no release", resolved_plain(), None, false, true),
+            (
+                "plain, old release",
+                resolved_plain(),
+                Some("1.0"),
+                false,
+                true,
+            ),
+            (
+                "in 2.0, from 1.0",
+                resolved_in("2.0"),
+                Some("1.0"),
+                false,
+                false,
+            ),
+            (
+                "in 2.0, from 2.0",
+                resolved_in("2.0"),
+                Some("2.0"),
+                false,
+                true,
+            ),
+            (
+                "in 2.0, from 2.1",
+                resolved_in("2.0"),
+                Some("2.1"),
+                false,
+                true,
+            ),
+            (
+                "in 2.0, from v2.0.0",
+                resolved_in("2.0"),
+                Some("v2.0.0"),
+                false,
+                true,
+            ),
+            (
+                "in 2.0, from 2.0.0-rc.1",
+                resolved_in("2.0"),
+                Some("2.0.0-rc.1"),
+                true,
+                false,
+            ),
+            (
+                "in 2.0, from 3.0 (unseen)",
+                resolved_in("2.0"),
+                Some("3.0"),
+                true,
+                true,
+            ),
+            ("in 2.0, no release", resolved_in("2.0"), None, false, false),
+            (
+                "in 2.0, empty release",
+                resolved_in("2.0"),
+                Some(""),
+                false,
+                false,
+            ),
+            (
+                "in alpha, from bravo (seen earlier)",
+                resolved_in("alpha"),
+                Some("bravo"),
+                false,
+                false,
+            ),
+            (
+                "in alpha, from charlie (seen later)",
+                resolved_in("alpha"),
+                Some("charlie"),
+                false,
+                true,
+            ),
+            (
+                "in alpha, from unseen delta",
+                resolved_in("alpha"),
+                Some("delta"),
+                true,
+                true,
+            ),
+            (
+                "next after 2.0, from 2.0",
+                resolved_next(Some("2.0")),
+                Some("2.0"),
+                false,
+                false,
+            ),
+            (
+                "next after 2.0, from 1.0",
+                resolved_next(Some("2.0")),
+                Some("1.0"),
+                false,
+                false,
+            ),
+            (
+                "next after 2.0, from 2.1",
+                resolved_next(Some("2.0")),
+                Some("2.1"),
+                false,
+                true,
+            ),
+            (
+                "next after 2.0, from new 2.2",
+                resolved_next(Some("2.0")),
+                Some("2.2"),
+                true,
+                true,
+            ),
+            (
+                "next after 2.0, hotfix 1.0.1 new",
+                resolved_next(Some("2.0")),
+                Some("1.0.1"),
+                true,
+                false,
+            ),
+            (
+                "next after 2.0, no release",
+                resolved_next(Some("2.0")),
+                None,
+                false,
+                false,
+            ),
+            (
+                "next after alpha, from charlie",
+                resolved_next(Some("alpha")),
+                Some("charlie"),
+                false,
+                true,
+            ),
+            (
+                "next after alpha, from bravo",
+                resolved_next(Some("alpha")),
+                Some("bravo"),
+                false,
+                false,
+            ),
+            (
+                "next, nothing seen, from 1.0",
+                resolved_next(None),
+                Some("1.0"),
+                false,
+                true,
+            ),
+            (
+                "next, nothing seen, no release",
+                resolved_next(None),
+                None,
+                false,
+                false,
+            ),
+            ("unresolved", unresolved(), Some("2.1"), true, false),
+            ("muted", muted_cond(), Some("2.1"), true, false),
+        ];
+        for (name, s, release, is_new, regresses) in rows {
+            let facts = EventFacts {
+                release,
+                is_new_release_for_project: is_new,
+                cmp: &cmp,
+            };
+            let got = on_event(&s, &facts);
+            assert_eq!(got.is_some(), regresses, "{name}: {got:?}");
+            if let Some(t) = got {
+                assert_eq!(t.kind, TransitionKind::Regressed, "{name}");
+                assert_eq!(t.alert, Some(AlertKind::Regression), "{name}");
+                assert_eq!(t.from, s, "{name}");
+                assert_eq!(t.to, IssueState::unresolved(substatus::REGRESSED), "{name}");
+            }
+        }
+        // Ties between two unseen names: only a release new for the project is "next".
+        let tie = |_: &str, _: &str| Ordering::Equal;
+        let s = resolved_next(Some("x"));
+        for (is_new, regresses) in [(false, false), (true, true)] {
+            let facts = EventFacts {
+                release: Some("y"),
+                is_new_release_for_project: is_new,
+                cmp: &tie,
+            };
+            assert_eq!(on_event(&s, &facts).is_some(), regresses);
+        }
+        let plain = on_event(
+            &resolved_plain(),
+            &EventFacts {
+                release: None,
+                is_new_release_for_project: false,
+                cmp: &cmp,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            plain.reason,
+            "A new event arrived for the resolved issue, marking it as regressed"
+        );
+    }
+
+    #[test]
+    fn new_release_settles_next_release_resolutions() {
+        let cmp = |a: &str, b: &str| compare_releases(a, b, seen);
+        let t = on_new_release(&resolved_next(Some("2.0")), "2.1", &cmp).unwrap();
+        assert_eq!(t.kind, TransitionKind::ResolvedInRelease("2.1".into()));
+        assert_eq!(t.to, resolved_in("2.1"));
+        assert_eq!(t.alert, None);
+        assert_eq!(
+            on_new_release(&resolved_next(None), "1.0", &cmp)
+                .unwrap()
+                .to,
+            resolved_in("1.0")
+        );
+        // A hotfix of an older branch, the same release, or a non-next resolution: nothing.
+        assert_eq!(
+            on_new_release(&resolved_next(Some("2.0")), "1.0.1", &cmp),
+            None
+        );
+        assert_eq!(
+            on_new_release(&resolved_next(Some("2.0")), "2.0", &cmp),
+            None
+        );
+        assert_eq!(on_new_release(&resolved_in("2.0"), "2.1", &cmp), None);
+        assert_eq!(on_new_release(&unresolved(), "2.1", &cmp), None);
+        // After settling, the release rules of "resolved in 2.1" apply.
+        let facts = |r| EventFacts {
+            release: Some(r),
+            is_new_release_for_project: false,
+            cmp: &cmp,
+        };
+        assert!(on_event(&t.to, &facts("2.0")).is_none());
+        assert!(on_event(&t.to, &facts("2.1")).is_some());
+    }
+
+    #[test]
+    fn release_order() {
+        use Ordering::{Equal, Greater, Less};
+        let rows = [
+            ("1.0", "2.0", Less),
+            ("2.1", "2.0", Greater),
+            ("1.10.0", "1.9.0", Greater),
+            ("v1.2.3", "1.2.3", Equal),
+            ("V2.0.0", "v1.9.9", Greater),
+            ("1.2", "1.2.0", Equal),
+            ("1.2.3", "1.2.4", Less),
+            ("1.0.0-alpha", "1.0.0", Less),
+            ("1.0.0-alpha", "1.0.0-alpha.1", Less),
+            ("1.0.0-alpha.1", "1.0.0-alpha.beta", Less),
+            ("1.0.0-alpha.beta", "1.0.0-beta", Less),
+            ("1.0.0-beta.2", "1.0.0-beta.11", Less),
+            ("1.0.0-rc.1", "1.0.0", Less),
+            ("1.0.0+build.5", "1.0.0+build.7", Equal),
+            ("1.0.0-rc.1+b", "1.0.0", Less),
+            ("app@1.2.3", "app@1.10.0", Less),
+            ("app@v2.0.0", "app@1.99.0", Greater),
+            ("@scope/app@1.0.0", "@scope/app@0.9.0", Greater),
+            // Different packages, one with and one without a package, or not semver at all: the
+            // first-seen order (see `order` below) decides.
+            ("app@2.0.0", "web@1.0.0", Greater),
+            ("app@2.0.0", "2.0.0", Less),
+            ("bravo", "alpha", Less),
+            ("charlie", "alpha", Greater),
+            ("2024.01.15", "bravo", Greater),
+            ("bravo", "1.0.0.0", Less),
+            ("1.0.0.0", "2.0", Greater),
+            ("1.02.0", "1.3.0", Greater),
+            ("unseen", "bravo", Greater),
+            ("bravo", "unseen", Less),
+            ("unseen", "also-unseen", Equal),
+            ("same", "same", Equal),
+            ("18446744073709551616.0", "1.0", Greater),
+        ];
+        let order = |r: &str| -> Option<u64> {
+            [
+                "web@1.0.0",
+                "app@2.0.0",
+                "2.0.0",
+                "bravo",
+                "alpha",
+                "charlie",
+                "2024.01.15",
+                "1.3.0",
+                "2.0",
+                "1.0",
+                "1.0.0.0",
+                "1.02.0",
+                "18446744073709551616.0",
+            ]
+            .iter()
+            .position(|x| *x == r)
+            .map(|p| p as u64)
+        };
+        for (a, b, want) in rows {
+            assert_eq!(compare_releases(a, b, order), want, "{a} vs {b}");
+            assert_eq!(compare_releases(b, a, order), want.reverse(), "{b} vs {a}");
+        }
+    }
+
+    #[test]
+    fn status_details_shapes() {
+        let until = now() + Duration::hours(1);
+        let rows = [
+            (unresolved(), json!({})),
+            (resolved_plain(), json!({})),
+            (resolved_in("2.0"), json!({"inRelease": "2.0"})),
+            (resolved_next(Some("1.0")), json!({"inNextRelease": true})),
+            (muted_forever(), json!({})),
+            (
+                muted_until(1),
+                json!({"ignoreUntil": until.to_rfc3339_opts(SecondsFormat::Micros, true)}),
+            ),
+            (
+                muted_cond(),
+                json!({"ignoreCount": 100, "ignoreWindow": 1440, "unmuteOn": [
+                    {"period": "day", "nr_of_periods": 1, "volume": 100},
+                    {"period": "minute", "nr_of_periods": 5, "volume": 10},
+                ]}),
+            ),
+            (
+                muted_counts(),
+                json!({"ignoreCount": 50, "ignoreUserCount": 5, "ignoreUserWindow": 60}),
+            ),
+        ];
+        for (s, want) in rows {
+            assert_eq!(status_details(&s), want, "{s:?}");
+        }
+        assert_eq!(
+            status_details(&muted_until(1))["ignoreUntil"],
+            "2026-03-01T13:00:00.000000Z"
+        );
+    }
+
+    #[test]
+    fn serde_shapes() {
+        let s = muted_cond();
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["status"], "ignored");
+        assert_eq!(json["substatus"], "archived_until_condition_met");
+        assert_eq!(json["mute"]["conditions"][1]["period"], "minute");
+        assert_eq!(serde_json::from_value::<IssueState>(json).unwrap(), s);
+        // Missing fields take their defaults, so older rows keep parsing.
+        assert_eq!(
+            serde_json::from_str::<IssueState>(r#"{"status":"resolved"}"#).unwrap(),
+            resolved_plain()
+        );
+        assert_eq!(IssueState::new_issue().substatus.as_deref(), Some("new"));
+        assert_eq!(
+            serde_json::to_value(Actor::Token(7)).unwrap(),
+            json!({"type": "token", "id": 7})
+        );
+        assert_eq!(
+            serde_json::to_value(Actor::System).unwrap(),
+            json!({"type": "system"})
+        );
+        assert_eq!(
+            serde_json::from_value::<Actor>(json!({"type": "token", "id": 3})).unwrap(),
+            Actor::Token(3)
+        );
+        assert!(serde_json::from_value::<Actor>(json!({"type": "robot"})).is_err());
+        assert_eq!(
+            serde_json::to_value(TransitionKind::ResolvedInRelease("2.0".into())).unwrap(),
+            json!({"kind": "resolved_in_release", "release": "2.0"})
+        );
+        assert_eq!(
+            serde_json::to_value(TransitionKind::Muted).unwrap(),
+            json!({"kind": "muted"})
+        );
+        assert_eq!(
+            serde_json::to_value(AlertKind::NewIssue).unwrap(),
+            json!("new_issue")
+        );
+        for k in [
+            AlertKind::NewIssue,
+            AlertKind::Regression,
+            AlertKind::Unmute,
+        ] {
+            assert_eq!(serde_json::to_value(k).unwrap(), json!(k.as_str()));
+        }
+        for st in [Status::Unresolved, Status::Resolved, Status::Ignored] {
+            assert_eq!(serde_json::to_value(st).unwrap(), json!(st.as_str()));
+        }
+    }
 }

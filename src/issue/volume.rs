@@ -367,7 +367,7 @@ mod tests {
             let mut b = Buckets::new(&c);
             let mut events: Vec<(DateTime<Utc>, u64)> = Vec::new();
             let mut now = t0();
-            for _ in 0..3_000 {
+            for _ in 0..1_200 {
                 // Steps from 0 to ~window/4, with sub-second parts, so events straddle bucket
                 // edges and the window edge.
                 let step = (rng.next() % (window_us as u64 / 4 + 1)) as i64;

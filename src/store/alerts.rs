@@ -39,7 +39,9 @@ pub struct OutboxRow {
 /// How one delivery attempt went.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Attempt {
-    Delivered { status: Option<i64> },
+    Delivered {
+        status: Option<i64>,
+    },
     /// Failed; try again at `next_at` (µs).
     Retry {
         status: Option<i64>,
@@ -47,7 +49,10 @@ pub enum Attempt {
         next_at: i64,
     },
     /// Failed for the last time.
-    GaveUp { status: Option<i64>, error: String },
+    GaveUp {
+        status: Option<i64>,
+        error: String,
+    },
 }
 
 type ChannelRow = (i64, i64, String, String, i64);
@@ -184,7 +189,9 @@ impl Store {
                 error,
                 next_at,
             } => ("pending", *status, Some(error.as_str()), *next_at, None),
-            Attempt::GaveUp { status, error } => ("failed", *status, Some(error.as_str()), now_us, None),
+            Attempt::GaveUp { status, error } => {
+                ("failed", *status, Some(error.as_str()), now_us, None)
+            }
         };
         sqlx::query(
             "UPDATE alert_outbox SET status = $1, attempts = attempts + 1, last_status = $2,

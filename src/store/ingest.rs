@@ -5,7 +5,10 @@
 //! unique key), then add the inserted events to their issues' denormalized figures with one
 //! statement. Everything commits together, so counts equal stored events at every commit.
 
+use super::lifecycle::{Change, Lifecycle};
 use super::{Result, Store};
+use crate::clock::Clock;
+use crate::issue::state::{Actor, Refusal, Transition};
 use crate::payload::StoredPayload;
 use sqlx::pool::PoolConnection;
 use sqlx::Connection;
@@ -35,6 +38,10 @@ pub struct NewEvent {
     pub timestamp_us: i64,
     pub received_us: i64,
     pub payload: StoredPayload,
+    pub release: Option<String>,
+    pub environment: Option<String>,
+    /// Identifies the user for distinct-user mute limits.
+    pub user_key: Option<String>,
 }
 
 /// What became of one event of a batch.
@@ -109,16 +116,20 @@ fn placeholders(rows: usize, cols: usize) -> String {
 /// cache. Holding the connection spares every batch a pool round trip.
 pub struct Writer {
     store: Store,
+    clock: Clock,
     conn: Option<PoolConnection<Sqlite>>,
     cache: HashCache,
+    lifecycle: Lifecycle,
 }
 
 impl Store {
-    pub fn writer(&self) -> Writer {
+    pub fn writer(&self, clock: Clock) -> Writer {
         Writer {
             store: self.clone(),
+            clock,
             conn: None,
             cache: HashCache::default(),
+            lifecycle: Lifecycle::default(),
         }
     }
 }
@@ -126,14 +137,69 @@ impl Store {
 impl Writer {
     /// Stores a batch in one transaction; the result is aligned with `batch`.
     pub async fn write_batch(&mut self, batch: &[NewEvent]) -> Result<Vec<Stored>> {
+        let now_us = self.clock.now().timestamp_micros();
         let conn = match &mut self.conn {
             Some(c) => c,
             None => self.conn.insert(self.store.write.acquire().await?),
         };
-        let result = write_batch(conn, batch, &mut self.cache).await;
+        let result = write_batch(conn, batch, &mut self.cache, &mut self.lifecycle, now_us).await;
+        self.after(result)
+    }
+
+    /// A person's change to each of `issue_ids`, in one transaction. Per issue: `None` when it
+    /// does not exist, else the transition made or the refusal.
+    pub async fn change_status(
+        &mut self,
+        issue_ids: &[i64],
+        change: &Change,
+        actor: Actor,
+    ) -> Result<Vec<(i64, Option<std::result::Result<Transition, Refusal>>)>> {
+        let now_us = self.clock.now().timestamp_micros();
+        let conn = match &mut self.conn {
+            Some(c) => c,
+            None => self.conn.insert(self.store.write.acquire().await?),
+        };
+        let lifecycle = &mut self.lifecycle;
+        let result = async {
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+            let mut out = Vec::with_capacity(issue_ids.len());
+            for &id in issue_ids {
+                out.push((
+                    id,
+                    lifecycle.change(&mut tx, id, change, actor, now_us).await?,
+                ));
+            }
+            tx.commit().await?;
+            Ok(out)
+        }
+        .await;
+        self.after(result)
+    }
+
+    /// Unmutes the muted issues whose time limit has passed; returns how many.
+    pub async fn unmute_due(&mut self) -> Result<usize> {
+        let now_us = self.clock.now().timestamp_micros();
+        let conn = match &mut self.conn {
+            Some(c) => c,
+            None => self.conn.insert(self.store.write.acquire().await?),
+        };
+        let lifecycle = &mut self.lifecycle;
+        let result = async {
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+            let n = lifecycle.unmute_due(&mut tx, now_us).await?;
+            tx.commit().await?;
+            Ok(n)
+        }
+        .await;
+        self.after(result)
+    }
+
+    /// After a failed transaction nothing remembered can be trusted: drop the connection
+    /// (replaced on the next call) and the lifecycle cache.
+    fn after<T>(&mut self, result: Result<T>) -> Result<T> {
         if result.is_err() {
-            // A broken connection is replaced on the next batch.
             self.conn = None;
+            self.lifecycle.clear();
         }
         result
     }
@@ -143,6 +209,8 @@ async fn write_batch(
     conn: &mut PoolConnection<Sqlite>,
     batch: &[NewEvent],
     cache: &mut HashCache,
+    lifecycle: &mut Lifecycle,
+    now_us: i64,
 ) -> Result<Vec<Stored>> {
     let started = std::time::Instant::now();
     // IMMEDIATE: take the write lock up front, so a read early in the batch can never be
@@ -154,6 +222,9 @@ async fn write_batch(
     let inserted = insert_events(&mut tx, batch, &issues).await?;
     let events_written = started.elapsed();
     bump_issues(&mut tx, batch, &issues, &inserted).await?;
+    lifecycle
+        .after_batch(&mut tx, batch, &issues, &inserted, now_us)
+        .await?;
     let issues_written = started.elapsed();
     tx.commit().await?;
     tracing::trace!(n = batch.len(), ?resolved, ?events_written, ?issues_written, committed = ?started.elapsed(), "batch phases");

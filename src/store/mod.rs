@@ -9,6 +9,7 @@ pub mod alerts;
 pub mod events;
 pub mod ingest;
 pub mod issues;
+pub mod lifecycle;
 pub mod migrate;
 pub mod projects;
 pub mod tokens;
