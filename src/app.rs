@@ -28,16 +28,21 @@ pub struct Settings {
     pub org: String,
     pub limits: Limits,
     pub clock: Clock,
+    /// Run the periodic workers (off in tests that drive them with a manual clock).
+    pub background: bool,
 }
 
-/// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
-/// (each waits for its event's commit), drains the writer and closes the database.
-pub async fn serve(
-    listener: TcpListener,
-    store: Store,
-    settings: Settings,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+/// A started server: the state handlers share, and the tasks it owns.
+pub struct Server {
+    pub state: AppState,
+    writer: tokio::task::JoinHandle<()>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts the writer and, when `settings.background` is set, the periodic workers (WAL
+/// checkpoints, timed unmutes). Tests with a manual clock leave the periodic workers off and
+/// call their `run_due` steps themselves after moving the clock.
+pub fn start(store: Store, settings: Settings) -> Server {
     let (pipeline, writer) = Pipeline::start(
         store.clone(),
         settings.clock.clone(),
@@ -53,28 +58,72 @@ pub async fn serve(
         public_url: settings.public_url,
         org: settings.org,
     };
-    let checkpointer = tokio::spawn(checkpoint_loop(store.clone()));
-    let counters = state.pipeline.counters.clone();
-    let app = http::router(state);
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
-    // The router (and with it every Pipeline handle) is gone: the writer drains and ends.
-    if let Err(e) = writer.await {
-        tracing::error!(error = %e, "writer task failed");
+    let mut background = vec![tokio::spawn(checkpoint_loop(store))];
+    if settings.background {
+        background.push(tokio::spawn(unmute_loop(state.pipeline.clone())));
     }
-    checkpointer.abort();
-    store.close().await;
-    use std::sync::atomic::Ordering::Relaxed;
-    tracing::info!(
-        stored = counters.events_stored.load(Relaxed),
-        duplicates = counters.events_duplicate.load(Relaxed),
-        batches = counters.batches.load(Relaxed),
-        overloaded = counters.overloaded.load(Relaxed),
-        dropped_items = ?counters.dropped_items(),
-        "ingestion totals"
-    );
-    result
+    Server {
+        state,
+        writer,
+        background,
+    }
+}
+
+impl Server {
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
+    /// (each waits for its event's commit), drains the writer and closes the database.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let state = self.state.clone();
+        let result = axum::serve(listener, http::router(self.state))
+            .with_graceful_shutdown(shutdown)
+            .await;
+        for task in &self.background {
+            task.abort();
+        }
+        // Everything queued before this is written; then the writer ends.
+        state.pipeline.stop().await;
+        if let Err(e) = self.writer.await {
+            tracing::error!(error = %e, "writer task failed");
+        }
+        state.store.close().await;
+        let counters = &state.pipeline.counters;
+        use std::sync::atomic::Ordering::Relaxed;
+        tracing::info!(
+            stored = counters.events_stored.load(Relaxed),
+            duplicates = counters.events_duplicate.load(Relaxed),
+            batches = counters.batches.load(Relaxed),
+            overloaded = counters.overloaded.load(Relaxed),
+            dropped_items = ?counters.dropped_items(),
+            "ingestion totals"
+        );
+        result
+    }
+}
+
+/// Starts and serves until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    store: Store,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    start(store, settings).serve(listener, shutdown).await
+}
+
+/// Lifts time-limited mutes when their time has come, even if no event arrives.
+async fn unmute_loop(pipeline: Pipeline) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = pipeline.unmute_due().await {
+            tracing::warn!(error = %e, "timed unmute failed");
+        }
+    }
 }
 
 /// Keeps the WAL short by checkpointing off the writer's path twice a second.

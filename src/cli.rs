@@ -145,6 +145,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 org: common.org,
                 limits: Limits::default(),
                 clock,
+                background: true,
             };
             app::serve(listener, store, settings, shutdown_signal()).await?;
             tracing::info!("stopped");

@@ -135,6 +135,8 @@ enum Job {
     UnmuteDue {
         reply: oneshot::Sender<Option<usize>>,
     },
+    /// Write what came before, then stop (shutdown).
+    Stop,
 }
 
 /// Per issue: `None` when it does not exist, else the transition made or the refusal.
@@ -221,6 +223,11 @@ impl Pipeline {
         done.await.ok().flatten().ok_or(IngestError::StoreFailed)
     }
 
+    /// Asks the writer to finish what is queued and stop; later submissions fail.
+    pub async fn stop(&self) {
+        let _ = self.queue.send(Job::Stop).await;
+    }
+
     /// How many events wait for the writer now.
     pub fn queued(&self) -> usize {
         self.queue.max_capacity() - self.queue.capacity()
@@ -256,6 +263,10 @@ async fn run_writer(
                         tracing::error!(error = %e, "status change failed");
                     }
                     let _ = reply.send(r.ok());
+                }
+                Job::Stop => {
+                    write_events(&mut writer, &mut events, &mut replies, &counters).await;
+                    rx.close();
                 }
                 Job::UnmuteDue { reply } => {
                     write_events(&mut writer, &mut events, &mut replies, &counters).await;

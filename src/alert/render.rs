@@ -5,8 +5,8 @@
 //! shows the issue's current figures while still telling why it was raised.
 
 use super::AlertKind;
+use crate::issue::view::{iso, issue_json};
 use crate::store::issues::IssueRow;
-use chrono::{SecondsFormat, TimeZone, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -96,6 +96,7 @@ pub fn render(input: &AlertInput) -> Rendered {
         "environment": environment,
         "level": level,
         "release": release,
+        // The same object `/api/0/` serves for this issue.
         "issue": issue_json(issue, input.public_url, input.org),
         "project": {
             "id": issue.project_id.to_string(),
@@ -265,55 +266,6 @@ pub fn permalink(public_url: &str, org: &str, issue_id: i64) -> String {
     format!("{public_url}/organizations/{org}/issues/{issue_id}/")
 }
 
-/// RFC 3339 with microseconds, as the API writes timestamps.
-fn iso(us: i64) -> String {
-    Utc.timestamp_micros(us)
-        .single()
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
-/// The Sentry issue (group) object, the same shape `/api/0/` serves.
-pub fn issue_json(row: &IssueRow, public_url: &str, org: &str) -> Value {
-    let metadata: Value = serde_json::from_str(&row.metadata).unwrap_or_else(|_| json!({}));
-    json!({
-        "id": row.id.to_string(),
-        "shortId": crate::issue::short_id(&row.project_slug, row.short_number),
-        "title": row.title,
-        "culprit": row.culprit,
-        "permalink": permalink(public_url, org, row.id),
-        "logger": null,
-        "level": row.level,
-        "status": row.status,
-        "statusDetails": {},
-        "substatus": if row.status == "unresolved" { json!("ongoing") } else { Value::Null },
-        "isPublic": false,
-        "platform": row.platform,
-        "project": {
-            "id": row.project_id.to_string(),
-            "name": row.project_name,
-            "slug": row.project_slug,
-        },
-        "type": row.event_type,
-        "issueType": "error",
-        "issueCategory": "error",
-        "metadata": metadata,
-        "numComments": 0,
-        "assignedTo": null,
-        "isBookmarked": false,
-        "isSubscribed": false,
-        "subscriptionDetails": null,
-        "hasSeen": false,
-        "annotations": [],
-        "shareId": null,
-        "count": row.event_count.to_string(),
-        "userCount": 0,
-        "firstSeen": iso(row.first_seen),
-        "lastSeen": iso(row.last_seen),
-        "stats": {},
-    })
-}
-
 /// Slack's mrkdwn treats `&`, `<` and `>` as control characters; everything else is literal.
 fn slack_escape(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -375,6 +327,8 @@ mod tests {
             event_count: 1,
             first_seen: 1_767_225_600_000_000,
             last_seen: 1_767_225_600_000_000,
+            substatus: None,
+            state: "{}".into(),
         }
     }
 

@@ -216,3 +216,32 @@ impl AlertWorker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let p = RetryPolicy::default();
+        let secs: Vec<u64> = (0..9).map(|n| p.backoff(n).as_secs()).collect();
+        assert_eq!(secs, [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]);
+        assert_eq!(p.backoff(-1), p.base);
+        assert_eq!(p.backoff(i64::MAX), p.max_delay);
+    }
+
+    #[test]
+    fn jitter_adds_at_most_a_fifth() {
+        let p = RetryPolicy {
+            jitter: true,
+            ..RetryPolicy::default()
+        };
+        for _ in 0..100 {
+            let d = p.backoff(1);
+            assert!(
+                d >= Duration::from_secs(60) && d <= Duration::from_secs(72),
+                "{d:?}"
+            );
+        }
+    }
+}

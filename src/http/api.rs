@@ -3,7 +3,7 @@
 
 use super::error_response;
 use crate::app::AppState;
-use crate::issue::{self, short_id};
+use crate::issue;
 use crate::normalize;
 use crate::protocol::event;
 use crate::store::events::EventRow;
@@ -13,12 +13,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::{SecondsFormat, TimeZone, Utc};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 /// An API refusal: status and detail.
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub StatusCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -36,14 +35,14 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
-fn not_found(what: &str) -> ApiError {
+pub fn not_found(what: &str) -> ApiError {
     ApiError(StatusCode::NOT_FOUND, format!("{what} not found"))
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub type ApiResult<T> = Result<T, ApiError>;
 
 /// Every `/api/0/` route needs `Authorization: Bearer <token>` of a stored token.
-async fn authenticate(app: &AppState, headers: &HeaderMap) -> ApiResult<i64> {
+pub async fn authenticate(app: &AppState, headers: &HeaderMap) -> ApiResult<i64> {
     let unauthorized = |m: &str| ApiError(StatusCode::UNAUTHORIZED, m.into());
     let value = headers
         .get(header::AUTHORIZATION)
@@ -63,52 +62,11 @@ async fn authenticate(app: &AppState, headers: &HeaderMap) -> ApiResult<i64> {
         .ok_or_else(|| unauthorized("Invalid token."))
 }
 
-pub fn iso(us: i64) -> String {
-    Utc.timestamp_micros(us)
-        .single()
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Micros, true)
-}
+pub use crate::issue::view::iso;
 
 /// The Sentry issue (group) object.
 pub fn issue_json(app: &AppState, row: &IssueRow) -> Value {
-    let metadata: Value = serde_json::from_str(&row.metadata).unwrap_or_else(|_| json!({}));
-    json!({
-        "id": row.id.to_string(),
-        "shortId": short_id(&row.project_slug, row.short_number),
-        "title": row.title,
-        "culprit": row.culprit,
-        "permalink": format!("{}/organizations/{}/issues/{}/", app.public_url, app.org, row.id),
-        "logger": null,
-        "level": row.level,
-        "status": row.status,
-        "statusDetails": {},
-        "substatus": if row.status == "unresolved" { json!("ongoing") } else { Value::Null },
-        "isPublic": false,
-        "platform": row.platform,
-        "project": {
-            "id": row.project_id.to_string(),
-            "name": row.project_name,
-            "slug": row.project_slug,
-        },
-        "type": row.event_type,
-        "issueType": "error",
-        "issueCategory": "error",
-        "metadata": metadata,
-        "numComments": 0,
-        "assignedTo": null,
-        "isBookmarked": false,
-        "isSubscribed": false,
-        "subscriptionDetails": null,
-        "hasSeen": false,
-        "annotations": [],
-        "shareId": null,
-        "count": row.event_count.to_string(),
-        "userCount": 0,
-        "firstSeen": iso(row.first_seen),
-        "lastSeen": iso(row.last_seen),
-        "stats": {},
-    })
+    crate::issue::view::issue_json(row, &app.public_url, &app.org)
 }
 
 #[derive(Deserialize)]
@@ -195,7 +153,7 @@ pub async fn list_issues(
 }
 
 /// A numeric issue id, or a short id like `DEFAULT-3`.
-async fn find_issue(app: &AppState, id: &str) -> ApiResult<IssueRow> {
+pub async fn find_issue(app: &AppState, id: &str) -> ApiResult<IssueRow> {
     if let Ok(n) = id.parse::<i64>() {
         return app.store.issue(n).await?.ok_or_else(|| not_found("issue"));
     }
@@ -220,8 +178,15 @@ pub async fn issue_detail(
     let row = find_issue(&app, &id).await?;
     let mut issue = issue_json(&app, &row);
     if let Value::Object(m) = &mut issue {
+        let activity: Vec<Value> = app
+            .store
+            .activities(row.id)
+            .await?
+            .iter()
+            .map(super::lifecycle::activity_json)
+            .collect();
         for (k, v) in [
-            ("activity", json!([])),
+            ("activity", json!(activity)),
             ("firstRelease", Value::Null),
             ("lastRelease", Value::Null),
             ("seenBy", json!([])),

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod ingest;
+pub mod lifecycle;
 pub mod sink;
 
 use crate::app::AppState;
@@ -31,7 +32,7 @@ pub fn router(state: AppState) -> Router {
     let api = with_slash(
         api,
         "/api/0/organizations/{org}/issues/{issue}",
-        get(api::org_issue_detail),
+        get(api::org_issue_detail).put(lifecycle::update_org_issue),
     );
     let api = with_slash(api, "/api/0/issues/{issue}/events", get(api::issue_events));
     let api = with_slash(

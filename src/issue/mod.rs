@@ -1,6 +1,8 @@
 //! The issue model: short ids and the Sentry names of an issue's fields.
 
+pub mod request;
 pub mod state;
+pub mod view;
 pub mod volume;
 
 /// `DEFAULT-3` for issue number 3 of project `default`.

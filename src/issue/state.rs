@@ -392,11 +392,12 @@ pub fn mute(
         if !conditions.contains(&c) {
             conditions.push(c);
         }
-    }
-    if conditions.len() > MAX_CONDITIONS {
-        return Err(Refusal::InvalidMute(format!(
-            "A mute takes at most {MAX_CONDITIONS} conditions"
-        )));
+        // Checked while collecting, so a huge request costs no more than a small one.
+        if conditions.len() > MAX_CONDITIONS {
+            return Err(Refusal::InvalidMute(format!(
+                "A mute takes at most {MAX_CONDITIONS} conditions"
+            )));
+        }
     }
     if req.count_since_mute == Some(0) {
         return Err(Refusal::InvalidMute(

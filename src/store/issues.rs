@@ -1,6 +1,8 @@
 //! Reading issues: one by id, and a project's list newest `last_seen` first.
 
 use super::{Result, Store};
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row as _;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct IssueRow {
@@ -19,6 +21,9 @@ pub struct IssueRow {
     pub event_count: i64,
     pub first_seen: i64,
     pub last_seen: i64,
+    pub substatus: Option<String>,
+    /// The lifecycle state as JSON (`issue::state::IssueState`); `{}` for a new issue.
+    pub state: String,
 }
 
 /// Which issues a list asks for.
@@ -35,66 +40,53 @@ pub struct IssueFilter {
 
 const SELECT: &str = "SELECT i.id, i.project_id, p.slug, p.name, i.short_number, i.title,
         i.culprit, i.level, i.platform, i.event_type, i.metadata, i.status, i.event_count,
-        i.first_seen, i.last_seen
+        i.first_seen, i.last_seen, i.substatus, i.state
     FROM issues i JOIN projects p ON p.id = i.project_id";
 
-type Row = (
-    i64,
-    i64,
-    String,
-    String,
-    i64,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    i64,
-);
-
-fn from_row(r: Row) -> IssueRow {
-    IssueRow {
-        id: r.0,
-        project_id: r.1,
-        project_slug: r.2,
-        project_name: r.3,
-        short_number: r.4,
-        title: r.5,
-        culprit: r.6,
-        level: r.7,
-        platform: r.8,
-        event_type: r.9,
-        metadata: r.10,
-        status: r.11,
-        event_count: r.12,
-        first_seen: r.13,
-        last_seen: r.14,
+// Seventeen columns: more than sqlx's tuple rows take, so the row is read by position.
+impl<'r> sqlx::FromRow<'r, SqliteRow> for IssueRow {
+    fn from_row(r: &'r SqliteRow) -> sqlx::Result<IssueRow> {
+        Ok(IssueRow {
+            id: r.try_get(0)?,
+            project_id: r.try_get(1)?,
+            project_slug: r.try_get(2)?,
+            project_name: r.try_get(3)?,
+            short_number: r.try_get(4)?,
+            title: r.try_get(5)?,
+            culprit: r.try_get(6)?,
+            level: r.try_get(7)?,
+            platform: r.try_get(8)?,
+            event_type: r.try_get(9)?,
+            metadata: r.try_get(10)?,
+            status: r.try_get(11)?,
+            event_count: r.try_get(12)?,
+            first_seen: r.try_get(13)?,
+            last_seen: r.try_get(14)?,
+            substatus: r.try_get(15)?,
+            state: r.try_get(16)?,
+        })
     }
 }
 
 impl Store {
     pub async fn issue(&self, id: i64) -> Result<Option<IssueRow>> {
-        let row: Option<Row> = sqlx::query_as(&format!("{SELECT} WHERE i.id = $1"))
+        let row: Option<IssueRow> = sqlx::query_as(&format!("{SELECT} WHERE i.id = $1"))
             .bind(id)
             .fetch_optional(&self.read)
             .await?;
-        Ok(row.map(from_row))
+        Ok(row)
     }
 
     /// An issue by its per-project number (short ids like `DEFAULT-3`).
     pub async fn issue_by_number(&self, project_id: i64, number: i64) -> Result<Option<IssueRow>> {
-        let row: Option<Row> = sqlx::query_as(&format!(
+        let row: Option<IssueRow> = sqlx::query_as(&format!(
             "{SELECT} WHERE i.project_id = $1 AND i.short_number = $2"
         ))
         .bind(project_id)
         .bind(number)
         .fetch_optional(&self.read)
         .await?;
-        Ok(row.map(from_row))
+        Ok(row)
     }
 
     /// A page of a project's issues, newest `last_seen` first (ties: higher id first).
@@ -114,7 +106,7 @@ impl Store {
             n += 2;
         }
         sql.push_str(&format!(" ORDER BY i.last_seen DESC, i.id DESC LIMIT ${n}"));
-        let mut q = sqlx::query_as::<_, Row>(&sql).bind(project_id);
+        let mut q = sqlx::query_as::<_, IssueRow>(&sql).bind(project_id);
         if let Some(status) = &f.status {
             q = q.bind(status);
         }
@@ -129,6 +121,52 @@ impl Store {
             q = q.bind(last_seen).bind(id);
         }
         let rows = q.bind(f.limit).fetch_all(&self.read).await?;
-        Ok(rows.into_iter().map(from_row).collect())
+        Ok(rows)
     }
+
+    /// Ids of a project's issues, optionally of one status (bulk updates).
+    pub async fn issue_ids(&self, project_id: i64, status: Option<&str>) -> Result<Vec<i64>> {
+        let rows: Vec<(i64,)> = sqlx::query_as(
+            "SELECT id FROM issues WHERE project_id = $1 AND ($2 IS NULL OR status = $2) ORDER BY id",
+        )
+        .bind(project_id)
+        .bind(status)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
+    /// An issue's history, newest first.
+    pub async fn activities(&self, issue_id: i64) -> Result<Vec<Activity>> {
+        let rows: Vec<(i64, String, String, String, String, i64)> = sqlx::query_as(
+            "SELECT id, kind, actor, reason, data, created_at FROM issue_activity
+             WHERE issue_id = $1 ORDER BY id DESC",
+        )
+        .bind(issue_id)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, kind, actor, reason, data, created_at)| Activity {
+                id,
+                kind,
+                actor,
+                reason,
+                data,
+                created_at,
+            })
+            .collect())
+    }
+}
+
+/// One transition in an issue's history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Activity {
+    pub id: i64,
+    pub kind: String,
+    /// `system` or `token:<id>`.
+    pub actor: String,
+    pub reason: String,
+    pub data: String,
+    pub created_at: i64,
 }

@@ -14,6 +14,7 @@
 
 use super::alerts;
 use super::Result;
+pub use crate::issue::request::Change;
 use crate::issue::state::{
     self, Actor, AlertKind, CurrentVolume, IssueState, MuteRequest, Refusal, Status, Transition,
 };
@@ -22,17 +23,6 @@ use crate::store::ingest::NewEvent;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use sqlx::{Sqlite, Transaction};
 use std::collections::HashMap;
-
-/// What a person (or script) asks for through the API.
-#[derive(Debug, Clone)]
-pub enum Change {
-    Resolve,
-    ResolveInRelease(String),
-    ResolveInNextRelease,
-    Reopen,
-    Mute(MuteRequest),
-    Unmute,
-}
 
 /// One issue as the writer knows it.
 #[derive(Debug, Clone)]

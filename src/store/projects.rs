@@ -82,4 +82,39 @@ impl Store {
                 .await?;
         Ok(row.map(from_row))
     }
+
+    /// The project's alert switches: (new issue, regression, unmute).
+    pub async fn project_alerts(&self, project_id: i64) -> Result<(bool, bool, bool)> {
+        let row: (bool, bool, bool) = sqlx::query_as(
+            "SELECT alert_on_new_issue, alert_on_regression, alert_on_unmute FROM projects
+             WHERE id = $1",
+        )
+        .bind(project_id)
+        .fetch_one(&self.read)
+        .await?;
+        Ok(row)
+    }
+
+    /// Switches alerts on or off; `None` leaves a switch as it is.
+    pub async fn set_project_alerts(
+        &self,
+        project_id: i64,
+        new_issue: Option<bool>,
+        regression: Option<bool>,
+        unmute: Option<bool>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE projects SET alert_on_new_issue = coalesce($1, alert_on_new_issue),
+                 alert_on_regression = coalesce($2, alert_on_regression),
+                 alert_on_unmute = coalesce($3, alert_on_unmute)
+             WHERE id = $4",
+        )
+        .bind(new_issue)
+        .bind(regression)
+        .bind(unmute)
+        .bind(project_id)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
 }

@@ -963,6 +963,32 @@ async fn oversize_bodies_are_413() {
             Err(e) => failures.push(format!("{}: {e}", case.name)),
         }
     }
+    // Without Content-Length the cap must hold while streaming: 2 MiB of chunks.
+    let host = server.base.trim_start_matches("http://").to_string();
+    let auth_line = format!("X-Sentry-Auth: {}\r\n", server.auth_header());
+    let path = format!("/api/{pid}/envelope/");
+    let chunk = noise(64 << 10, 10);
+    let mut chunks = Vec::new();
+    for _ in 0..32 {
+        chunks.push(format!("{:x}\r\n", chunk.len()).into_bytes());
+        chunks.push(chunk.clone());
+        chunks.push(b"\r\n".to_vec());
+    }
+    chunks.push(b"0\r\n\r\n".to_vec());
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\n{auth_line}Transfer-Encoding: chunked\r\n\r\n"
+    );
+    match raw_http(&host, head, chunks).await {
+        Ok((413, body)) if body.contains("detail") => {}
+        other => failures.push(format!("chunked 2 MiB: {other:?}")),
+    }
+    // A body shorter than its Content-Length, then end of stream: a read error, not a hang.
+    let head =
+        format!("POST {path} HTTP/1.1\r\nHost: {host}\r\n{auth_line}Content-Length: 1000\r\n\r\n");
+    match raw_http(&host, head, vec![b"{}\n".to_vec()]).await {
+        Ok((400, body)) if body.contains("detail") => {}
+        other => failures.push(format!("truncated Content-Length body: {other:?}")),
+    }
     assert!(
         failures.is_empty(),
         "{} failures:\n{}",

@@ -320,7 +320,7 @@ async fn a_burst_beyond_a_small_queue_is_answered_200_or_503() {
 
     // Exactly the accepted events are stored, each in its type's issue.
     let issues = issues_by_type(&server).await;
-    let mut per_type = vec![0u64; TYPES];
+    let mut per_type = [0u64; TYPES];
     for ev in ok.iter().chain([&after]) {
         per_type[ev.ty] += 1;
     }

@@ -44,6 +44,7 @@ pub async fn spawn_with(limits: Limits) -> TestServer {
         org: "stackhound".into(),
         limits,
         clock,
+        background: true,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(app::serve(listener, store.clone(), settings, async {

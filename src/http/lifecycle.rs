@@ -1,0 +1,385 @@
+//! State changes in Sentry's shapes (`PUT` on an issue or a project's issue list, so
+//! `sentry-cli issues resolve|mute|unresolve` works), the issue history, and the project
+//! settings and alert channels of the lifecycle.
+
+use super::api::{authenticate, find_issue, issue_json, not_found, ApiError, ApiResult};
+use crate::app::AppState;
+use crate::issue::request::{parse_update, Change, Update};
+use crate::issue::state::{Actor, Refusal};
+use crate::issue::view::iso;
+use crate::store::projects::Project;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+fn bad_request(detail: impl ToString) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, detail.to_string())
+}
+
+fn body_json(body: &[u8]) -> ApiResult<Value> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// The query string's values of `name`, percent-decoded (`?id=1&id=2`).
+fn query_values(uri: &Uri, name: &str) -> Vec<String> {
+    uri.query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+        .filter(|(k, _)| *k == name)
+        .map(|(_, v)| {
+            percent_encoding::percent_decode_str(&v.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
+async fn change(
+    app: &AppState,
+    ids: Vec<i64>,
+    change: Change,
+    actor: Actor,
+) -> ApiResult<
+    Vec<(
+        i64,
+        Option<Result<crate::issue::state::Transition, Refusal>>,
+    )>,
+> {
+    app.pipeline
+        .change_status(ids, change, actor)
+        .await
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
+}
+
+/// `PUT /api/0/issues/{id}/`: answers the issue as it is afterwards.
+pub async fn update_issue(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    let token = authenticate(&app, &headers).await?;
+    let issue = find_issue(&app, &id).await?;
+    let update = parse_update(&body_json(&body)?, app.clock.now()).map_err(bad_request)?;
+    if let Update::Change(c) = update {
+        let outcome = change(&app, vec![issue.id], c, Actor::Token(token)).await?;
+        match outcome.into_iter().next().and_then(|(_, r)| r) {
+            None => return Err(not_found("issue")),
+            Some(Err(Refusal::NoChange(_))) | Some(Ok(_)) => {}
+            Some(Err(refusal)) => return Err(bad_request(refusal)),
+        }
+    }
+    let fresh = find_issue(&app, &issue.id.to_string()).await?;
+    Ok(Json(issue_json(&app, &fresh)))
+}
+
+/// `PUT /api/0/organizations/{org}/issues/{id}/`: the same as `update_issue`.
+pub async fn update_org_issue(
+    State(app): State<AppState>,
+    Path((org, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    if org != app.org {
+        authenticate(&app, &headers).await?;
+        return Err(not_found("organization"));
+    }
+    update_issue(State(app), Path(id), headers, body).await
+}
+
+async fn project_of(app: &AppState, org: &str, slug: &str) -> ApiResult<Project> {
+    if org != app.org {
+        return Err(not_found("organization"));
+    }
+    app.store
+        .project_by_slug(slug)
+        .await?
+        .ok_or_else(|| not_found("project"))
+}
+
+/// `PUT /api/0/projects/{org}/{project}/issues/?id=..&id=..` (or `?status=`, or nothing for
+/// all): answers the applied change like Sentry, 204 when no issue matched, 400 when every
+/// matched issue refused.
+pub async fn bulk_update(
+    State(app): State<AppState>,
+    Path((org, slug)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let token = authenticate(&app, &headers).await?;
+    let project = project_of(&app, &org, &slug).await?;
+    let body = body_json(&body)?;
+    let update = parse_update(&body, app.clock.now()).map_err(bad_request)?;
+    let ids: Vec<i64> = query_values(&uri, "id")
+        .iter()
+        .map(|v| {
+            v.parse()
+                .map_err(|_| bad_request(format!("invalid issue id '{v}'")))
+        })
+        .collect::<ApiResult<_>>()?;
+    let status = query_values(&uri, "status")
+        .into_iter()
+        .next()
+        .filter(|s| !s.is_empty());
+    let status = match status.as_deref() {
+        None => None,
+        Some("unresolved") => Some("unresolved"),
+        Some("resolved") => Some("resolved"),
+        Some("ignored" | "muted" | "archived") => Some("ignored"),
+        Some(other) => return Err(bad_request(format!("unknown status '{other}'"))),
+    };
+    let targets = if ids.is_empty() {
+        app.store.issue_ids(project.id, status).await?
+    } else {
+        // Ids outside the project are left alone, as Sentry does.
+        let in_project = app.store.issue_ids(project.id, status).await?;
+        ids.into_iter()
+            .filter(|id| in_project.contains(id))
+            .collect()
+    };
+    if targets.is_empty() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let Update::Change(c) = update else {
+        return Ok(Json(json!({})).into_response());
+    };
+    let outcome = change(&app, targets, c, Actor::Token(token)).await?;
+    let refusals: Vec<String> = outcome
+        .iter()
+        .filter_map(|(id, r)| match r {
+            Some(Err(Refusal::NoChange(_))) | Some(Ok(_)) | None => None,
+            Some(Err(refusal)) => Some(format!("issue {id}: {refusal}")),
+        })
+        .collect();
+    if refusals.len() == outcome.len() {
+        return Err(bad_request(refusals.join("; ")));
+    }
+    let applied = outcome.iter().find_map(|(_, r)| match r {
+        Some(Ok(t)) => Some(t.to.clone()),
+        _ => None,
+    });
+    let mut answer = json!({
+        "status": body.get("status").cloned().unwrap_or(Value::Null),
+        "statusDetails": applied.as_ref().map(crate::issue::state::status_details).unwrap_or(json!({})),
+    });
+    if !refusals.is_empty() {
+        answer["refused"] = json!(refusals);
+    }
+    Ok(Json(answer).into_response())
+}
+
+/// One history row in the API's shape.
+pub fn activity_json(a: &crate::store::issues::Activity) -> Value {
+    let user = a
+        .actor
+        .strip_prefix("token:")
+        .map(|id| json!({"id": id, "type": "token"}))
+        .unwrap_or(Value::Null);
+    json!({
+        "id": a.id.to_string(),
+        "type": a.kind,
+        "data": {"reason": a.reason},
+        "reason": a.reason,
+        "actor": a.actor,
+        "user": user,
+        "dateCreated": iso(a.created_at),
+    })
+}
+
+/// `GET /api/0/issues/{id}/activities/`: the history, newest first.
+pub async fn activities(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    authenticate(&app, &headers).await?;
+    let issue = find_issue(&app, &id).await?;
+    let rows = app.store.activities(issue.id).await?;
+    Ok(Json(Value::Array(rows.iter().map(activity_json).collect())))
+}
+
+async fn project_json(app: &AppState, p: &Project) -> ApiResult<Value> {
+    let (new_issue, regression, unmute) = app.store.project_alerts(p.id).await?;
+    Ok(json!({
+        "id": p.id.to_string(),
+        "slug": p.slug,
+        "name": p.name,
+        "dateCreated": iso(p.created_at),
+        "alertOnNewIssue": new_issue,
+        "alertOnRegression": regression,
+        "alertOnUnmute": unmute,
+    }))
+}
+
+/// `GET /api/0/projects/{org}/{project}/`.
+pub async fn get_project(
+    State(app): State<AppState>,
+    Path((org, slug)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    authenticate(&app, &headers).await?;
+    let p = project_of(&app, &org, &slug).await?;
+    Ok(Json(project_json(&app, &p).await?))
+}
+
+/// `PUT /api/0/projects/{org}/{project}/` with `alertOnNewIssue`, `alertOnRegression`,
+/// `alertOnUnmute` (booleans; absent ones stay as they are).
+pub async fn update_project(
+    State(app): State<AppState>,
+    Path((org, slug)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    authenticate(&app, &headers).await?;
+    let p = project_of(&app, &org, &slug).await?;
+    let body = body_json(&body)?;
+    let switch = |name: &str| -> ApiResult<Option<bool>> {
+        match body.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(bad_request(format!("'{name}' must be true or false"))),
+        }
+    };
+    let (a, b, c) = (
+        switch("alertOnNewIssue")?,
+        switch("alertOnRegression")?,
+        switch("alertOnUnmute")?,
+    );
+    app.store.set_project_alerts(p.id, a, b, c).await?;
+    Ok(Json(project_json(&app, &p).await?))
+}
+
+/// Checks a channel definition; returns (kind, config JSON).
+pub fn channel_config(body: &Value) -> Result<(String, Value), String> {
+    let kind = body.get("kind").and_then(Value::as_str).unwrap_or("");
+    let url = body.get("url").and_then(Value::as_str);
+    let http_url = |u: Option<&str>| -> Result<String, String> {
+        let u = u.ok_or("'url' is required")?;
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            return Err(format!("'url' must be an http(s) URL, not '{u}'"));
+        }
+        Ok(u.to_string())
+    };
+    match kind {
+        "webhook" => {
+            let mut c = json!({"url": http_url(url)?});
+            if let Some(secret) = body.get("secret").and_then(Value::as_str) {
+                c["secret"] = json!(secret);
+            }
+            Ok((kind.into(), c))
+        }
+        "slack" => Ok((kind.into(), json!({"url": http_url(url)?}))),
+        "email" => {
+            let to: Vec<String> = match body.get("to") {
+                Some(Value::String(s)) => vec![s.clone()],
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect(),
+                _ => vec![],
+            };
+            if to.is_empty() || to.iter().any(|t| !t.contains('@')) {
+                return Err("'to' must be one or more email addresses".into());
+            }
+            Ok((kind.into(), json!({"to": to})))
+        }
+        _ => Err("'kind' must be webhook, slack or email".into()),
+    }
+}
+
+fn channel_json(c: &crate::store::alerts::Channel) -> Value {
+    let mut config: Value = serde_json::from_str(&c.config).unwrap_or(json!({}));
+    // A webhook secret is write-only.
+    if let Some(secret) = config.get_mut("secret") {
+        *secret = json!("********");
+    }
+    json!({"id": c.id.to_string(), "kind": c.kind, "config": config, "dateCreated": iso(c.created_at)})
+}
+
+/// `GET /api/0/projects/{org}/{project}/alert-channels/`.
+pub async fn list_channels(
+    State(app): State<AppState>,
+    Path((org, slug)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    authenticate(&app, &headers).await?;
+    let p = project_of(&app, &org, &slug).await?;
+    let rows = app.store.channels(p.id).await?;
+    Ok(Json(Value::Array(rows.iter().map(channel_json).collect())))
+}
+
+/// `POST /api/0/projects/{org}/{project}/alert-channels/` with `{"kind", "url", "secret"?}` or
+/// `{"kind": "email", "to": [...]}`.
+pub async fn create_channel(
+    State(app): State<AppState>,
+    Path((org, slug)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    authenticate(&app, &headers).await?;
+    let p = project_of(&app, &org, &slug).await?;
+    let (kind, config) = channel_config(&body_json(&body)?).map_err(bad_request)?;
+    let c = app
+        .store
+        .create_channel(
+            p.id,
+            &kind,
+            &config.to_string(),
+            app.clock.now().timestamp_micros(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(channel_json(&c))).into_response())
+}
+
+/// `DELETE /api/0/projects/{org}/{project}/alert-channels/{id}/`.
+pub async fn delete_channel(
+    State(app): State<AppState>,
+    Path((org, slug, id)): Path<(String, String, i64)>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    authenticate(&app, &headers).await?;
+    let p = project_of(&app, &org, &slug).await?;
+    if app.store.delete_channel(p.id, id).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(not_found("channel"))
+    }
+}
+
+/// `GET /api/0/projects/{org}/{project}/alert-deliveries/`: the delivery log, newest first.
+pub async fn deliveries(
+    State(app): State<AppState>,
+    Path((org, slug)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    authenticate(&app, &headers).await?;
+    let p = project_of(&app, &org, &slug).await?;
+    let rows = app.store.alert_log(p.id, 200).await?;
+    Ok(Json(Value::Array(
+        rows.iter()
+            .map(|r| {
+                json!({
+                    "id": r.id.to_string(),
+                    "channel": r.channel_id.to_string(),
+                    "issue": r.issue_id.to_string(),
+                    "kind": r.kind,
+                    "idempotencyKey": r.idempotency_key,
+                    "status": r.status,
+                    "attempts": r.attempts,
+                    "lastStatus": r.last_status,
+                    "lastError": r.last_error,
+                    "nextAttemptAt": (r.status == "pending").then(|| iso(r.next_attempt_at)),
+                    "dateCreated": iso(r.created_at),
+                    "dateDelivered": r.delivered_at.map(iso),
+                })
+            })
+            .collect(),
+    )))
+}

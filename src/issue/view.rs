@@ -1,0 +1,75 @@
+//! How an issue looks in Sentry's API JSON: shared by the API and the alert bodies.
+
+use super::short_id;
+use super::state::{self, IssueState};
+use crate::store::issues::IssueRow;
+use chrono::{SecondsFormat, TimeZone, Utc};
+use serde_json::{json, Value};
+
+/// ISO 8601 UTC with microseconds, as Sentry writes times.
+pub fn iso(us: i64) -> String {
+    Utc.timestamp_micros(us)
+        .single()
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// The issue's lifecycle state (an empty `{}` for issues never changed: unresolved).
+pub fn state_of(row: &IssueRow) -> IssueState {
+    let mut s: IssueState = serde_json::from_str(&row.state).unwrap_or_default();
+    if row.state.trim() == "{}" {
+        s.status = match row.status.as_str() {
+            "resolved" => state::Status::Resolved,
+            "ignored" => state::Status::Ignored,
+            _ => state::Status::Unresolved,
+        };
+    }
+    s
+}
+
+/// The Sentry issue (group) object.
+pub fn issue_json(row: &IssueRow, public_url: &str, org: &str) -> Value {
+    let metadata: Value = serde_json::from_str(&row.metadata).unwrap_or_else(|_| json!({}));
+    let s = state_of(row);
+    let substatus = match (&row.substatus, row.status.as_str()) {
+        (Some(sub), _) => json!(sub),
+        (None, "unresolved") => json!("ongoing"),
+        _ => Value::Null,
+    };
+    json!({
+        "id": row.id.to_string(),
+        "shortId": short_id(&row.project_slug, row.short_number),
+        "title": row.title,
+        "culprit": row.culprit,
+        "permalink": format!("{public_url}/organizations/{org}/issues/{}/", row.id),
+        "logger": null,
+        "level": row.level,
+        "status": row.status,
+        "statusDetails": state::status_details(&s),
+        "substatus": substatus,
+        "isPublic": false,
+        "platform": row.platform,
+        "project": {
+            "id": row.project_id.to_string(),
+            "name": row.project_name,
+            "slug": row.project_slug,
+        },
+        "type": row.event_type,
+        "issueType": "error",
+        "issueCategory": "error",
+        "metadata": metadata,
+        "numComments": 0,
+        "assignedTo": null,
+        "isBookmarked": false,
+        "isSubscribed": false,
+        "subscriptionDetails": null,
+        "hasSeen": false,
+        "annotations": [],
+        "shareId": null,
+        "count": row.event_count.to_string(),
+        "userCount": 0,
+        "firstSeen": iso(row.first_seen),
+        "lastSeen": iso(row.last_seen),
+        "stats": {},
+    })
+}
