@@ -1,5 +1,7 @@
 //! The running server: its shared state, and `serve` over an already-bound listener.
 
+use crate::alert::deliver::SmtpSettings;
+use crate::alert::worker::AlertWorker;
 use crate::clock::Clock;
 use crate::config::Limits;
 use crate::http;
@@ -30,6 +32,8 @@ pub struct Settings {
     pub clock: Clock,
     /// Run the periodic workers (off in tests that drive them with a manual clock).
     pub background: bool,
+    /// Where email alerts go.
+    pub smtp: SmtpSettings,
 }
 
 /// A started server: the state handlers share, and the tasks it owns.
@@ -58,9 +62,19 @@ pub fn start(store: Store, settings: Settings) -> Server {
         public_url: settings.public_url,
         org: settings.org,
     };
-    let mut background = vec![tokio::spawn(checkpoint_loop(store))];
+    let mut background = vec![tokio::spawn(checkpoint_loop(store.clone()))];
     if settings.background {
         background.push(tokio::spawn(unmute_loop(state.pipeline.clone())));
+        match AlertWorker::new(
+            store,
+            state.clock.clone(),
+            settings.smtp,
+            state.public_url.clone(),
+            state.org.clone(),
+        ) {
+            Ok(worker) => background.push(tokio::spawn(worker.run(std::future::pending()))),
+            Err(e) => tracing::error!(error = %e, "alert delivery is off: no HTTP client"),
+        }
     }
     Server {
         state,

@@ -1,5 +1,6 @@
 //! The command line: `serve`, `project`, `token`, `stress`, `bench-sink`.
 
+use crate::alert::deliver::SmtpSettings;
 use crate::app::{self, Settings};
 use crate::clock::Clock;
 use crate::config::{Common, Limits};
@@ -36,6 +37,9 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage a project's alert channels (webhook, Slack-compatible, email).
+    #[command(subcommand)]
+    Channel(ChannelCommand),
     /// Send realistic error envelopes to a DSN and report throughput and latency.
     Stress(stress::StressArgs),
     /// A server that only reads request bodies: the HTTP ceiling for benchmarks.
@@ -61,6 +65,47 @@ pub enum ProjectCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show or switch a project's alerts (new issue, regression, unmute).
+    Alerts {
+        slug: String,
+        #[arg(long, value_parser = on_off)]
+        new_issue: Option<bool>,
+        #[arg(long, value_parser = on_off)]
+        regression: Option<bool>,
+        #[arg(long, value_parser = on_off)]
+        unmute: Option<bool>,
+    },
+}
+
+fn on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("'{s}': use on or off")),
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ChannelCommand {
+    /// Add a channel: `--kind webhook --url U [--secret S]`, `--kind slack --url U`,
+    /// `--kind email --to a@example.com [--to ...]`.
+    Add {
+        project: String,
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long)]
+        secret: Option<String>,
+        #[arg(long)]
+        to: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a project's channels.
+    List { project: String },
+    /// Remove a channel.
+    Remove { project: String, id: i64 },
 }
 
 #[derive(Subcommand, Debug)]
@@ -140,12 +185,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("binding {bind}"))?;
             tracing::info!(addr = %listener.local_addr()?, "listening");
+            let smtp = match &common.smtp_url {
+                Some(url) => SmtpSettings::from_url(url).context("STACKHOUND_SMTP_URL")?,
+                None => SmtpSettings::default(),
+            };
             let settings = Settings {
                 public_url,
                 org: common.org,
                 limits: Limits::default(),
                 clock,
                 background: true,
+                smtp,
             };
             app::serve(listener, store, settings, shutdown_signal()).await?;
             tracing::info!("stopped");
@@ -163,6 +213,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         println!("{}\t{}\t{}", p.id, p.slug, dsn(&public_url, &p));
                     }
                 }
+                ProjectCommand::Alerts {
+                    slug,
+                    new_issue,
+                    regression,
+                    unmute,
+                } => {
+                    let p = store
+                        .project_by_slug(&slug)
+                        .await?
+                        .ok_or_else(|| anyhow::anyhow!("no project '{slug}'"))?;
+                    store
+                        .set_project_alerts(p.id, new_issue, regression, unmute)
+                        .await?;
+                    let (n, r, u) = store.project_alerts(p.id).await?;
+                    let word = |b: bool| if b { "on" } else { "off" };
+                    println!(
+                        "new-issue {}\nregression {}\nunmute {}",
+                        word(n),
+                        word(r),
+                        word(u)
+                    );
+                }
                 ProjectCommand::List { json } => {
                     for p in store.list_projects().await? {
                         if json {
@@ -171,6 +243,66 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                             println!("{}\t{}\t{}", p.id, p.slug, dsn(&public_url, &p));
                         }
                     }
+                }
+            }
+            store.close().await;
+        }
+        Command::Channel(cmd) => {
+            let store = Store::open(&common.database_url).await?;
+            let project = |slug: String| {
+                let store = store.clone();
+                async move {
+                    store
+                        .project_by_slug(&slug)
+                        .await?
+                        .ok_or_else(|| anyhow::anyhow!("no project '{slug}'"))
+                }
+            };
+            match cmd {
+                ChannelCommand::Add {
+                    project: slug,
+                    kind,
+                    url,
+                    secret,
+                    to,
+                    json,
+                } => {
+                    let p = project(slug).await?;
+                    let body =
+                        serde_json::json!({"kind": kind, "url": url, "secret": secret, "to": to});
+                    let (kind, config) =
+                        crate::alert::channel_config(&body).map_err(anyhow::Error::msg)?;
+                    let c = store
+                        .create_channel(
+                            p.id,
+                            &kind,
+                            &config.to_string(),
+                            clock.now().timestamp_micros(),
+                        )
+                        .await?;
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::json!({"id": c.id.to_string(), "kind": c.kind})
+                        );
+                    } else {
+                        println!("{}\t{}", c.id, c.kind);
+                    }
+                }
+                ChannelCommand::List { project: slug } => {
+                    let p = project(slug).await?;
+                    for c in store.channels(p.id).await? {
+                        let mut config: serde_json::Value =
+                            serde_json::from_str(&c.config).unwrap_or_default();
+                        if let Some(secret) = config.get_mut("secret") {
+                            *secret = serde_json::json!("********");
+                        }
+                        println!("{}\t{}\t{}", c.id, c.kind, config);
+                    }
+                }
+                ChannelCommand::Remove { project: slug, id } => {
+                    let p = project(slug).await?;
+                    anyhow::ensure!(store.delete_channel(p.id, id).await?, "no channel {id}");
                 }
             }
             store.close().await;

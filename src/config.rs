@@ -16,6 +16,9 @@ pub struct Common {
     /// Base URL that clients reach this server at, used to build DSNs (default: http://<bind>).
     #[arg(long, env = "STACKHOUND_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
+    /// SMTP server for email alerts: smtp://[user:pass@]host[:port][?from=..&tls=starttls].
+    #[arg(long, env = "STACKHOUND_SMTP_URL", global = true)]
+    pub smtp_url: Option<String>,
     /// Organization slug of the `/api/0/` routes.
     #[arg(
         long,
@@ -32,6 +35,7 @@ impl std::fmt::Debug for Common {
         f.debug_struct("Common")
             .field("database_url", &redact_url(&self.database_url))
             .field("public_url", &self.public_url)
+            .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
             .field("org", &self.org)
             .finish()
     }

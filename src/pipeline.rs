@@ -123,7 +123,7 @@ impl Counters {
 /// What the writer does, in arrival order: events are batched; commands run on their own.
 enum Job {
     Event {
-        event: NewEvent,
+        event: Box<NewEvent>,
         reply: oneshot::Sender<Option<Stored>>,
     },
     Change {
@@ -179,7 +179,10 @@ impl Pipeline {
     pub async fn submit(&self, event: NewEvent) -> Result<Stored, IngestError> {
         let (reply, done) = oneshot::channel();
         self.queue
-            .try_send(Job::Event { event, reply })
+            .try_send(Job::Event {
+                event: Box::new(event),
+                reply,
+            })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => {
                     self.counters.overloaded.fetch_add(1, Ordering::Relaxed);
@@ -247,7 +250,7 @@ async fn run_writer(
         for job in jobs.drain(..) {
             match job {
                 Job::Event { event, reply } => {
-                    events.push(event);
+                    events.push(*event);
                     replies.push(reply);
                 }
                 // Commands are rare: run each at once, after the events queued before it.

@@ -40,6 +40,8 @@ struct ReceiverState {
     requests: Vec<Request>,
     /// Answer 500 to this many requests first (`usize::MAX`: always).
     fail_first: usize,
+    /// Woken on every request, so a test can wait for one without sleeping.
+    arrived: Arc<tokio::sync::Notify>,
 }
 
 struct Receiver {
@@ -52,6 +54,7 @@ impl Receiver {
         let state = Arc::new(Mutex::new(ReceiverState {
             requests: Vec::new(),
             fail_first,
+            arrived: Arc::default(),
         }));
         let app = axum::Router::new()
             .fallback(record)
@@ -94,6 +97,7 @@ async fn record(
         body,
         status: status.as_u16(),
     });
+    s.arrived.notify_one();
     (status, if fail { "receiver is down" } else { "ok" })
 }
 
@@ -671,6 +675,31 @@ async fn a_new_issue_from_ingest_is_alerted() {
     );
     let row = &f.store.issue_alerts(stored.issue_id).await.unwrap()[0];
     assert_eq!(row.status, "delivered");
+}
+
+#[tokio::test]
+async fn the_production_loop_delivers_and_stops_on_shutdown() {
+    let f = Fixture::new().await;
+    let rx = Receiver::start(0).await;
+    f.channel("webhook", json!({"url": rx.url("/loop")})).await;
+    f.enqueue("new_issue", "new_issue:loop").await;
+    let arrived = rx.state.lock().unwrap().arrived.clone();
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(f.worker.clone().run(async {
+        let _ = stopped.await;
+    }));
+    // The first tick is immediate.
+    tokio::time::timeout(std::time::Duration::from_secs(10), arrived.notified())
+        .await
+        .expect("the loop delivers what is due");
+    stop.send(()).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), worker)
+        .await
+        .expect("the loop stops on shutdown")
+        .unwrap();
+    assert_eq!(rx.successes(), 1);
+    assert_eq!(f.alerts().await[0].status, "delivered");
 }
 
 #[tokio::test]

@@ -19,38 +19,46 @@ pub use deliver::{deliver, DeliveryError, SmtpConfigError, SmtpSettings, SmtpTls
 pub use render::{render, AlertInput, Email, Rendered};
 pub use worker::{AlertWorker, RetryPolicy};
 
-/// The transitions that raise an alert, as stored in the outbox `kind` column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AlertKind {
-    NewIssue,
-    Regression,
-    Unmute,
-}
+/// The transitions that raise an alert; the outbox `kind` column holds `as_str()`.
+pub use crate::issue::state::AlertKind;
 
-impl AlertKind {
-    pub fn parse(s: &str) -> Option<AlertKind> {
-        match s {
-            "new_issue" => Some(AlertKind::NewIssue),
-            "regression" => Some(AlertKind::Regression),
-            "unmute" => Some(AlertKind::Unmute),
-            _ => None,
+/// Checks a channel definition; returns (kind, config JSON).
+pub fn channel_config(body: &serde_json::Value) -> Result<(String, serde_json::Value), String> {
+    let kind = body
+        .get("kind")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("");
+    let url = body.get("url").and_then(serde_json::Value::as_str);
+    let http_url = |u: Option<&str>| -> Result<String, String> {
+        let u = u.ok_or("'url' is required")?;
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            return Err(format!("'url' must be an http(s) URL, not '{u}'"));
         }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertKind::NewIssue => "new_issue",
-            AlertKind::Regression => "regression",
-            AlertKind::Unmute => "unmute",
+        Ok(u.to_string())
+    };
+    match kind {
+        "webhook" => {
+            let mut c = serde_json::json!({"url": http_url(url)?});
+            if let Some(secret) = body.get("secret").and_then(serde_json::Value::as_str) {
+                c["secret"] = serde_json::json!(secret);
+            }
+            Ok((kind.into(), c))
         }
-    }
-
-    /// How a human reads the kind at the start of a message.
-    pub fn headline(self) -> &'static str {
-        match self {
-            AlertKind::NewIssue => "New issue",
-            AlertKind::Regression => "Regression",
-            AlertKind::Unmute => "Unmuted issue",
+        "slack" => Ok((kind.into(), serde_json::json!({"url": http_url(url)?}))),
+        "email" => {
+            let to: Vec<String> = match body.get("to") {
+                Some(serde_json::Value::String(s)) => vec![s.clone()],
+                Some(serde_json::Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect(),
+                _ => vec![],
+            };
+            if to.is_empty() || to.iter().any(|t| !t.contains('@')) {
+                return Err("'to' must be one or more email addresses".into());
+            }
+            Ok((kind.into(), serde_json::json!({"to": to})))
         }
+        _ => Err("'kind' must be webhook, slack or email".into()),
     }
 }

@@ -248,12 +248,29 @@ impl Facts<'_> {
     }
 }
 
+/// The outbox `kind` column back to the kind; None for anything this version does not know.
+fn parse_kind(kind: &str) -> Option<AlertKind> {
+    [
+        AlertKind::NewIssue,
+        AlertKind::Regression,
+        AlertKind::Unmute,
+    ]
+    .into_iter()
+    .find(|k| k.as_str() == kind)
+}
+
+/// How a human reads the kind at the start of a message.
 fn headline(kind: &str) -> &'static str {
-    AlertKind::parse(kind).map_or("Alert", AlertKind::headline)
+    match parse_kind(kind) {
+        Some(AlertKind::NewIssue) => "New issue",
+        Some(AlertKind::Regression) => "Regression",
+        Some(AlertKind::Unmute) => "Unmuted issue",
+        None => "Alert",
+    }
 }
 
 fn emoji(kind: &str) -> &'static str {
-    match AlertKind::parse(kind) {
+    match parse_kind(kind) {
         Some(AlertKind::NewIssue) => ":rotating_light:",
         Some(AlertKind::Regression) => ":repeat:",
         Some(AlertKind::Unmute) => ":loud_sound:",

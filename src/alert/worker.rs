@@ -114,8 +114,9 @@ impl AlertWorker {
         n
     }
 
-    /// Delivers every second until `shutdown` resolves. An alert in flight at shutdown keeps
-    /// its lease and is tried again after the next start.
+    /// Delivers every second until `shutdown` resolves. Shutdown is noticed between rounds
+    /// (a round is bounded by the delivery timeouts); an alert whose attempt was not recorded
+    /// keeps its lease and is tried again after the next start.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -124,8 +125,11 @@ impl AlertWorker {
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = tick.tick() => {
-                    // A full batch means more may be due: go again without waiting.
-                    while self.run_due().await as i64 >= self.policy.batch.max(1) {}
+                    // A full batch means more may be due: go again at once, still
+                    // checking for shutdown between rounds.
+                    if self.run_due().await as i64 >= self.policy.batch.max(1) {
+                        tick.reset_immediately();
+                    }
                 }
             }
         }

@@ -256,44 +256,6 @@ pub async fn update_project(
     Ok(Json(project_json(&app, &p).await?))
 }
 
-/// Checks a channel definition; returns (kind, config JSON).
-pub fn channel_config(body: &Value) -> Result<(String, Value), String> {
-    let kind = body.get("kind").and_then(Value::as_str).unwrap_or("");
-    let url = body.get("url").and_then(Value::as_str);
-    let http_url = |u: Option<&str>| -> Result<String, String> {
-        let u = u.ok_or("'url' is required")?;
-        if !(u.starts_with("http://") || u.starts_with("https://")) {
-            return Err(format!("'url' must be an http(s) URL, not '{u}'"));
-        }
-        Ok(u.to_string())
-    };
-    match kind {
-        "webhook" => {
-            let mut c = json!({"url": http_url(url)?});
-            if let Some(secret) = body.get("secret").and_then(Value::as_str) {
-                c["secret"] = json!(secret);
-            }
-            Ok((kind.into(), c))
-        }
-        "slack" => Ok((kind.into(), json!({"url": http_url(url)?}))),
-        "email" => {
-            let to: Vec<String> = match body.get("to") {
-                Some(Value::String(s)) => vec![s.clone()],
-                Some(Value::Array(a)) => a
-                    .iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect(),
-                _ => vec![],
-            };
-            if to.is_empty() || to.iter().any(|t| !t.contains('@')) {
-                return Err("'to' must be one or more email addresses".into());
-            }
-            Ok((kind.into(), json!({"to": to})))
-        }
-        _ => Err("'kind' must be webhook, slack or email".into()),
-    }
-}
-
 fn channel_json(c: &crate::store::alerts::Channel) -> Value {
     let mut config: Value = serde_json::from_str(&c.config).unwrap_or(json!({}));
     // A webhook secret is write-only.
@@ -325,7 +287,7 @@ pub async fn create_channel(
 ) -> ApiResult<Response> {
     authenticate(&app, &headers).await?;
     let p = project_of(&app, &org, &slug).await?;
-    let (kind, config) = channel_config(&body_json(&body)?).map_err(bad_request)?;
+    let (kind, config) = crate::alert::channel_config(&body_json(&body)?).map_err(bad_request)?;
     let c = app
         .store
         .create_channel(

@@ -26,9 +26,38 @@ pub fn router(state: AppState) -> Router {
     let api = with_slash(
         api,
         "/api/0/projects/{org}/{project}/issues",
-        get(api::list_issues),
+        get(api::list_issues).put(lifecycle::bulk_update),
     );
-    let api = with_slash(api, "/api/0/issues/{issue}", get(api::issue_detail));
+    let api = with_slash(
+        api,
+        "/api/0/issues/{issue}",
+        get(api::issue_detail).put(lifecycle::update_issue),
+    );
+    let api = with_slash(
+        api,
+        "/api/0/issues/{issue}/activities",
+        get(lifecycle::activities),
+    );
+    let api = with_slash(
+        api,
+        "/api/0/projects/{org}/{project}",
+        get(lifecycle::get_project).put(lifecycle::update_project),
+    );
+    let api = with_slash(
+        api,
+        "/api/0/projects/{org}/{project}/alert-channels",
+        get(lifecycle::list_channels).post(lifecycle::create_channel),
+    );
+    let api = with_slash(
+        api,
+        "/api/0/projects/{org}/{project}/alert-channels/{id}",
+        axum::routing::delete(lifecycle::delete_channel),
+    );
+    let api = with_slash(
+        api,
+        "/api/0/projects/{org}/{project}/alert-deliveries",
+        get(lifecycle::deliveries),
+    );
     let api = with_slash(
         api,
         "/api/0/organizations/{org}/issues/{issue}",
@@ -51,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(probes)
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
@@ -93,6 +123,10 @@ fn ingest_cors() -> CorsLayer {
 
 async fn not_found() -> Response {
     error_response(StatusCode::NOT_FOUND, "not found")
+}
+
+async fn method_not_allowed() -> Response {
+    ingest_error_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
 }
 
 /// `{"detail": ...}` with the given status: the error shape of every surface.

@@ -317,8 +317,8 @@ async fn create_issue(tx: &mut Transaction<'_, Sqlite>, ev: &NewEvent) -> Result
     let s = &ev.seed;
     let (id,): (i64,) = sqlx::query_as(
         "INSERT INTO issues (project_id, short_number, title, culprit, level, platform,
-                             event_type, metadata, event_count, first_seen, last_seen)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9) RETURNING id",
+                             event_type, metadata, event_count, first_seen, last_seen, substatus)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9, 'new') RETURNING id",
     )
     .bind(ev.project_id)
     .bind(number)

@@ -203,16 +203,15 @@ impl Lifecycle {
         let mut new = Vec::new();
         for (ev, _) in batch.iter().zip(inserted).filter(|(_, &i)| i) {
             let Some(release) = &ev.release else { continue };
-            if !self.releases.contains_key(&ev.project_id) {
+            if let std::collections::hash_map::Entry::Vacant(slot) =
+                self.releases.entry(ev.project_id)
+            {
                 let rows: Vec<(String, i64)> =
                     sqlx::query_as("SELECT version, seq FROM releases WHERE project_id = $1")
                         .bind(ev.project_id)
                         .fetch_all(&mut **tx)
                         .await?;
-                self.releases.insert(
-                    ev.project_id,
-                    rows.into_iter().map(|(v, s)| (v, s as u64)).collect(),
-                );
+                slot.insert(rows.into_iter().map(|(v, s)| (v, s as u64)).collect());
             }
             let known = self.releases.entry(ev.project_id).or_default();
             if known.contains_key(release) {

@@ -824,7 +824,7 @@ fn quirks(server: &TestServer) -> Vec<(Case, Option<&'static str>)> {
             ),
             Some("QuirkNumbers"),
         ),
-        // axum's own 405: no JSON body and no X-Sentry-Error (reported to the lead).
+        // A wrong method: 405 (with a JSON detail, like every refusal).
         (
             Case::get(
                 "GET on the envelope endpoint",

@@ -16,6 +16,9 @@ pub struct TestServer {
     pub token: String,
     pub store: Store,
     pub http: reqwest::Client,
+    /// The running server's shared state: its pipeline runs the periodic steps in tests.
+    pub state: app::AppState,
+    pub clock: Clock,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -26,9 +29,19 @@ pub async fn spawn() -> TestServer {
 }
 
 pub async fn spawn_with(limits: Limits) -> TestServer {
+    spawn_full(limits, Clock::System, true).await
+}
+
+/// A server on a manual clock (starting at the current time), periodic workers off: tests move
+/// the clock and run the due steps themselves.
+pub async fn spawn_manual() -> TestServer {
+    let clock = Clock::manual(chrono::Utc::now());
+    spawn_full(Limits::default(), clock, false).await
+}
+
+async fn spawn_full(limits: Limits, clock: Clock, background: bool) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_path(&dir.path().join("test.db")).await.unwrap();
-    let clock = Clock::System;
     let project = store
         .create_project("default", "Default", KEY, 0)
         .await
@@ -43,11 +56,14 @@ pub async fn spawn_with(limits: Limits) -> TestServer {
         public_url: base.clone(),
         org: "stackhound".into(),
         limits,
-        clock,
-        background: true,
+        clock: clock.clone(),
+        background,
+        smtp: Default::default(),
     };
     let (stop, stopped) = oneshot::channel::<()>();
-    let handle = tokio::spawn(app::serve(listener, store.clone(), settings, async {
+    let server = app::start(store.clone(), settings);
+    let state = server.state.clone();
+    let handle = tokio::spawn(server.serve(listener, async {
         let _ = stopped.await;
     }));
     TestServer {
@@ -57,6 +73,8 @@ pub async fn spawn_with(limits: Limits) -> TestServer {
         token,
         store,
         http: reqwest::Client::new(),
+        state,
+        clock,
         stop: Some(stop),
         handle: Some(handle),
         _dir: dir,

@@ -5,4 +5,5 @@ mod bad_input;
 mod captures;
 mod concurrency;
 mod helpers;
+mod lifecycle;
 mod sdk;

@@ -1,0 +1,448 @@
+//! The issue lifecycle end to end: state changes through the API in Sentry's shapes,
+//! regressions and release rules in the ingest path, volume and time unmutes, the history,
+//! and the alerts written to the outbox (exactly once).
+
+use crate::helpers::{spawn, spawn_manual, TestServer};
+use serde_json::{json, Value};
+
+/// Sends one event of "issue" `kind` (its exception type) with an optional release.
+async fn send(server: &TestServer, kind: &str, release: Option<&str>) {
+    let mut event = json!({
+        "exception": {"values": [{"type": kind, "value": "boom"}]},
+        "platform": "python",
+        "environment": "production",
+    });
+    if let Some(r) = release {
+        event["release"] = json!(r);
+    }
+    let payload = event.to_string();
+    let body = format!("{{}}\n{{\"type\":\"event\"}}\n{payload}\n").into_bytes();
+    let (status, answer) = server.post_envelope(body, &[]).await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+async fn issue_of(server: &TestServer, kind: &str) -> Value {
+    server
+        .all_issues()
+        .await
+        .into_iter()
+        .find(|i| i["title"].as_str().unwrap().starts_with(kind))
+        .unwrap_or_else(|| panic!("no issue titled {kind}"))
+}
+
+async fn put(server: &TestServer, path: &str, body: Value) -> (u16, Value) {
+    let resp = server
+        .http
+        .put(format!("{}{path}", server.base))
+        .bearer_auth(&server.token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn add_webhook(server: &TestServer) {
+    let resp = server
+        .http
+        .post(format!(
+            "{}/api/0/projects/stackhound/default/alert-channels/",
+            server.base
+        ))
+        .bearer_auth(&server.token)
+        .json(&json!({"kind": "webhook", "url": "http://127.0.0.1:9/hook"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+}
+
+/// The alerts written for an issue, by kind.
+async fn alerts(server: &TestServer, issue_id: &str) -> Vec<String> {
+    server
+        .store
+        .issue_alerts(issue_id.parse().unwrap())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.kind)
+        .collect()
+}
+
+#[tokio::test]
+async fn resolve_then_event_regresses_and_alerts() {
+    let server = spawn().await;
+    add_webhook(&server).await;
+    send(&server, "Flaky", None).await;
+    let issue = issue_of(&server, "Flaky").await;
+    let id = issue["id"].as_str().unwrap().to_string();
+    assert_eq!(issue["substatus"], "new");
+    assert_eq!(alerts(&server, &id).await, vec!["new_issue"]);
+
+    let (status, body) = put(
+        &server,
+        &format!("/api/0/issues/{id}/"),
+        json!({"status": "resolved"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "resolved");
+    send(&server, "Flaky", None).await;
+    let issue = issue_of(&server, "Flaky").await;
+    assert_eq!(issue["status"], "unresolved");
+    assert_eq!(issue["substatus"], "regressed");
+    assert_eq!(alerts(&server, &id).await, vec!["new_issue", "regression"]);
+
+    // The history, newest first, with who and why.
+    let (_, _, history) = server.api(&format!("/api/0/issues/{id}/activities/")).await;
+    let kinds: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, vec!["regressed", "resolved", "first_seen"]);
+    assert_eq!(history[0]["actor"], "system");
+    assert!(history[1]["actor"].as_str().unwrap().starts_with("token:"));
+    assert!(history[0]["reason"].as_str().unwrap().contains("regressed"));
+    let (_, _, detail) = server.api(&format!("/api/0/issues/{id}/")).await;
+    assert_eq!(detail["activity"].as_array().unwrap().len(), 3);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn resolve_in_release_excuses_older_releases() {
+    let server = spawn().await;
+    add_webhook(&server).await;
+    send(&server, "Versioned", Some("1.0")).await;
+    let id = issue_of(&server, "Versioned").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, body) = put(
+        &server,
+        &format!("/api/0/issues/{id}/"),
+        json!({"status": "resolved", "statusDetails": {"inRelease": "2.0"}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["statusDetails"]["inRelease"], "2.0");
+    send(&server, "Versioned", Some("1.0")).await;
+    assert_eq!(issue_of(&server, "Versioned").await["status"], "resolved");
+    assert_eq!(alerts(&server, &id).await, vec!["new_issue"]);
+    send(&server, "Versioned", Some("2.1")).await;
+    assert_eq!(issue_of(&server, "Versioned").await["status"], "unresolved");
+    assert_eq!(alerts(&server, &id).await, vec!["new_issue", "regression"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn resolve_in_next_release_waits_for_a_new_release() {
+    let server = spawn().await;
+    send(&server, "NextRel", Some("app@1.4.0")).await;
+    let id = issue_of(&server, "NextRel").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, body) = put(
+        &server,
+        &format!("/api/0/issues/{id}/"),
+        json!({"status": "resolvedInNextRelease"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["statusDetails"]["inNextRelease"], true);
+    send(&server, "NextRel", Some("app@1.4.0")).await;
+    assert_eq!(issue_of(&server, "NextRel").await["status"], "resolved");
+    send(&server, "NextRel", Some("app@1.5.0")).await;
+    assert_eq!(issue_of(&server, "NextRel").await["status"], "unresolved");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn volume_mute_unmutes_on_the_tenth_event_with_one_alert() {
+    let server = spawn().await;
+    add_webhook(&server).await;
+    send(&server, "Noisy", None).await;
+    let id = issue_of(&server, "Noisy").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, body) = put(
+        &server,
+        &format!("/api/0/issues/{id}/"),
+        json!({"status": "ignored", "statusDetails": {"unmuteOn": [{"period": "minute", "nr_of_periods": 5, "volume": 10}]}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ignored");
+    assert_eq!(body["substatus"], "archived_until_condition_met");
+    // The event before the mute counts: 8 more make 9 in the window.
+    for _ in 0..8 {
+        send(&server, "Noisy", None).await;
+    }
+    assert_eq!(issue_of(&server, "Noisy").await["status"], "ignored");
+    assert_eq!(alerts(&server, &id).await, vec!["new_issue"]);
+    send(&server, "Noisy", None).await;
+    let issue = issue_of(&server, "Noisy").await;
+    assert_eq!(issue["status"], "unresolved");
+    assert_eq!(issue["count"], "10");
+    for _ in 0..5 {
+        send(&server, "Noisy", None).await;
+    }
+    assert_eq!(alerts(&server, &id).await, vec!["new_issue", "unmute"]);
+    let (_, _, history) = server.api(&format!("/api/0/issues/{id}/activities/")).await;
+    assert_eq!(history[0]["type"], "unmuted");
+    assert!(
+        history[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("10 events per 5 minutes"),
+        "{}",
+        history[0]
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_mute_whose_condition_holds_is_refused_and_people_unmute_silently() {
+    let server = spawn().await;
+    add_webhook(&server).await;
+    for _ in 0..3 {
+        send(&server, "Busy", None).await;
+    }
+    let id = issue_of(&server, "Busy").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/api/0/issues/{id}/");
+    let (status, body) = put(
+        &server,
+        &path,
+        json!({"status": "ignored", "statusDetails": {"ignoreCount": 2, "ignoreWindow": 60}}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("already holds") && detail.contains('3'),
+        "{detail}"
+    );
+    // Muting a resolved issue is refused too.
+    assert_eq!(
+        put(&server, &path, json!({"status": "resolved"})).await.0,
+        200
+    );
+    let (status, body) = put(&server, &path, json!({"status": "muted"})).await;
+    assert_eq!(status, 400, "{body}");
+    // A person's unmute sends no alert.
+    assert_eq!(
+        put(&server, &path, json!({"status": "unresolved"})).await.0,
+        200
+    );
+    assert_eq!(
+        put(
+            &server,
+            &path,
+            json!({"status": "muted", "snoozeDuration": null})
+        )
+        .await
+        .0,
+        200
+    );
+    let (status, body) = put(
+        &server,
+        &path,
+        json!({"status": "unresolved", "snoozeDuration": null}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "unresolved");
+    assert_eq!(alerts(&server, &id).await, vec!["new_issue"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn sentry_cli_bulk_bodies_and_selectors() {
+    let server = spawn().await;
+    for kind in ["BulkA", "BulkB", "BulkC"] {
+        send(&server, kind, None).await;
+    }
+    let a = issue_of(&server, "BulkA").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b = issue_of(&server, "BulkB").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let list = "/api/0/projects/stackhound/default/issues/";
+    let (status, body) = put(
+        &server,
+        &format!("{list}?id={a}&id={b}"),
+        json!({"status": "resolved", "snoozeDuration": null}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "resolved");
+    let statuses = |issues: Vec<Value>| {
+        let mut s: Vec<String> = issues
+            .iter()
+            .map(|i| {
+                format!(
+                    "{}={}",
+                    &i["title"].as_str().unwrap()[..5],
+                    i["status"].as_str().unwrap()
+                )
+            })
+            .collect();
+        s.sort();
+        s
+    };
+    assert_eq!(
+        statuses(server.all_issues().await),
+        vec!["BulkA=resolved", "BulkB=resolved", "BulkC=unresolved"]
+    );
+    let (status, _) = put(
+        &server,
+        &format!("{list}?status=resolved"),
+        json!({"status": "unresolved", "snoozeDuration": null}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        statuses(server.all_issues().await),
+        vec!["BulkA=unresolved", "BulkB=unresolved", "BulkC=unresolved"]
+    );
+    let (status, _) = put(
+        &server,
+        &format!("{list}?"),
+        json!({"status": "muted", "snoozeDuration": null}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        statuses(server.all_issues().await),
+        vec!["BulkA=ignored", "BulkB=ignored", "BulkC=ignored"]
+    );
+    // is:muted lists them; a selector matching nothing is 204.
+    let (_, _, muted) = server.api(&format!("{list}?query=is:muted")).await;
+    assert_eq!(muted.as_array().unwrap().len(), 3);
+    let (status, _) = put(
+        &server,
+        &format!("{list}?status=resolved"),
+        json!({"status": "unresolved"}),
+    )
+    .await;
+    assert_eq!(status, 204);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_time_limited_mute_lifts_without_events_and_alerts() {
+    let server = spawn_manual().await;
+    add_webhook(&server).await;
+    send(&server, "Snoozed", None).await;
+    let id = issue_of(&server, "Snoozed").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, body) = put(
+        &server,
+        &format!("/api/0/issues/{id}/"),
+        json!({"status": "ignored", "statusDetails": {"ignoreDuration": 30}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["statusDetails"]["ignoreUntil"].is_string());
+    server.clock.advance(chrono::Duration::minutes(29));
+    assert_eq!(server.state.pipeline.unmute_due().await.unwrap(), 0);
+    assert_eq!(issue_of(&server, "Snoozed").await["status"], "ignored");
+    server.clock.advance(chrono::Duration::minutes(2));
+    assert_eq!(server.state.pipeline.unmute_due().await.unwrap(), 1);
+    assert_eq!(issue_of(&server, "Snoozed").await["status"], "unresolved");
+    assert_eq!(alerts(&server, &id).await, vec!["new_issue", "unmute"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_clients_crossing_a_threshold_write_one_unmute_alert() {
+    let server = spawn().await;
+    add_webhook(&server).await;
+    send(&server, "Stampede", None).await;
+    let id = issue_of(&server, "Stampede").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _) = put(
+        &server,
+        &format!("/api/0/issues/{id}/"),
+        json!({"status": "ignored", "statusDetails": {"unmuteOn": [
+            {"period": "hour", "nr_of_periods": 1, "volume": 50},
+            {"period": "minute", "nr_of_periods": 10, "volume": 40}]}}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let server = std::sync::Arc::new(server);
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let s = server.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..10 {
+                send(&s, "Stampede", None).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let issue = issue_of(&server, "Stampede").await;
+    assert_eq!(issue["status"], "unresolved");
+    assert_eq!(issue["count"], "161");
+    assert_eq!(alerts(&server, &id).await, vec!["new_issue", "unmute"]);
+    let Ok(server) = std::sync::Arc::try_unwrap(server) else {
+        panic!("server still shared")
+    };
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn alert_switches_and_refused_bodies() {
+    let server = spawn().await;
+    add_webhook(&server).await;
+    let (status, body) = put(
+        &server,
+        "/api/0/projects/stackhound/default/",
+        json!({"alertOnNewIssue": false}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["alertOnNewIssue"], false);
+    assert_eq!(body["alertOnRegression"], true);
+    send(&server, "Quiet", None).await;
+    let id = issue_of(&server, "Quiet").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(alerts(&server, &id).await.is_empty());
+    let path = format!("/api/0/issues/{id}/");
+    for bad in [
+        json!({"status": "sleeping"}),
+        json!({"status": "ignored", "statusDetails": {"ignoreCount": "many"}}),
+        json!([1]),
+    ] {
+        let (status, body) = put(&server, &path, bad.clone()).await;
+        assert_eq!(status, 400, "{bad}");
+        assert!(body["detail"].is_string());
+    }
+    let resp = server
+        .http
+        .put(format!("{}{path}", server.base))
+        .json(&json!({"status": "resolved"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    server.stop().await;
+}
