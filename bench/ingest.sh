@@ -4,8 +4,10 @@
 # bare-HTTP ceiling (`stackhound bench-sink`) measured with the same load generator.
 #
 # Usage: bench/ingest.sh [--duration S] [--concurrency N] [--compress gzip|br|none]
-#                        [--issues N] [--ceiling-duration S] [--keep]
-# Defaults: 60 s, 256 connections, gzip, 200 issues, ceiling min(duration, 20) s.
+#                        [--issues N] [--muted N] [--ceiling-duration S] [--keep]
+# Defaults: 60 s, 256 connections, gzip, 200 issues, 0 muted, ceiling min(duration, 20) s.
+# --muted N (at most 100): a 3 s warm-up creates the issues, then N of them are muted with
+# volume conditions that never hold, so every event of theirs is checked against them.
 # Everything runs on 127.0.0.1 only. Exits non-zero if the stored count does not match.
 set -euo pipefail
 
@@ -13,6 +15,7 @@ DURATION=60
 CONCURRENCY=256
 COMPRESS=gzip
 ISSUES=200
+MUTED=0
 CEILING_DURATION=
 KEEP=0
 
@@ -23,6 +26,7 @@ while [ $# -gt 0 ]; do
         --concurrency) CONCURRENCY=$2; shift 2 ;;
         --compress) COMPRESS=$2; shift 2 ;;
         --issues) ISSUES=$2; shift 2 ;;
+        --muted) MUTED=$2; shift 2 ;;
         --ceiling-duration) CEILING_DURATION=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
         -h|--help) usage; exit 0 ;;
@@ -110,6 +114,32 @@ echo "== serving on 127.0.0.1:$PORT (database $DB)" >&2
 SERVER_PID=$!
 wait_listening "$SERVER_PID" "$PORT" "$WORK/server.log"
 
+# 2b. Optionally mute some issues first.
+WARMUP_ACCEPTED=0
+if [ "$MUTED" -gt 0 ]; then
+    echo "== warm-up, then muting $MUTED issues" >&2
+    "$BIN" stress --dsn "$DSN" --duration 3 --concurrency 16 --compress "$COMPRESS" \
+        --issues "$ISSUES" --json >"$WORK/warmup.json"
+    WARMUP_ACCEPTED=$(json_field accepted <"$WORK/warmup.json")
+    python3 - "$PORT" "$SLUG" "$TOKEN" "$MUTED" <<'EOF'
+import json, sys, urllib.request
+port, slug, token, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+base = f"http://127.0.0.1:{port}/api/0/projects/stackhound/{slug}/issues/"
+auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+with urllib.request.urlopen(urllib.request.Request(f"{base}?query=&limit=100", headers=auth)) as r:
+    ids = [i["id"] for i in json.load(r)][:n]
+never = [{"period": "hour", "nr_of_periods": 1, "volume": 10**12},
+         {"period": "minute", "nr_of_periods": 5, "volume": 10**12}]
+body = json.dumps({"status": "ignored", "statusDetails": {"unmuteOn": never}}).encode()
+query = "&".join(f"id={i}" for i in ids)
+req = urllib.request.Request(f"{base}?{query}", data=body, headers=auth, method="PUT")
+with urllib.request.urlopen(req) as r:
+    assert r.status == 200, r.status
+with urllib.request.urlopen(urllib.request.Request(f"{base}?query=is:ignored&limit=100", headers=auth)) as r:
+    print(f"== muted {len(json.load(r))} issues", file=sys.stderr)
+EOF
+fi
+
 # 3. Load.
 echo "== stress: ${DURATION}s, $CONCURRENCY connections, $COMPRESS, $ISSUES issues" >&2
 "$BIN" stress --dsn "$DSN" --duration "$DURATION" --concurrency "$CONCURRENCY" \
@@ -141,7 +171,7 @@ stop "$SERVER_PID"
 SERVER_PID=
 DB_BYTES=$(python3 -c 'import os, sys; print(sum(os.path.getsize(p) for p in sys.argv[1:] if os.path.exists(p)))' \
     "$DB" "$DB-wal" "$DB-shm")
-ACCEPTED=$(json_field accepted <"$WORK/stress.json")
+ACCEPTED=$(( $(json_field accepted <"$WORK/stress.json") + WARMUP_ACCEPTED ))
 if [ "$STORED" = "$ACCEPTED" ]; then
     CHECK=MATCH
 else

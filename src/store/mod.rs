@@ -85,7 +85,8 @@ impl Store {
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.read_only(false))
+            // Readers need little cache of their own: the OS page cache holds the file.
+            .connect_with(options.pragma("cache_size", "-2048"))
             .await?;
         Ok(Store { read, write })
     }
