@@ -1,9 +1,6 @@
 //! Alert delivery end to end: outbox rows in a real database, delivered to a real HTTP
 //! receiver and a real SMTP server on 127.0.0.1, on a manual clock.
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
 use chrono::{Duration, TimeZone, Utc};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
@@ -14,169 +11,15 @@ use stackhound::payload::StoredPayload;
 use stackhound::store::alerts::{Channel, OutboxRow};
 use stackhound::store::ingest::Stored;
 use stackhound::store::Store;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 const PAYLOAD: &str =
     r#"{"reason":"first event","environment":"production","level":"error","release":"1.0.0"}"#;
 const SECRET: &str = "s3cret-signing-key";
 
-// ---------------------------------------------------------------------------------------------
-// A real HTTP receiver
-
-#[derive(Debug, Clone)]
-struct Request {
-    path: String,
-    headers: HeaderMap,
-    body: Bytes,
-    /// What the receiver answered.
-    status: u16,
-}
-
-#[derive(Default)]
-struct ReceiverState {
-    requests: Vec<Request>,
-    /// Answer 500 to this many requests first (`usize::MAX`: always).
-    fail_first: usize,
-    /// Woken on every request, so a test can wait for one without sleeping.
-    arrived: Arc<tokio::sync::Notify>,
-}
-
-struct Receiver {
-    addr: SocketAddr,
-    state: Arc<Mutex<ReceiverState>>,
-}
-
-impl Receiver {
-    async fn start(fail_first: usize) -> Receiver {
-        let state = Arc::new(Mutex::new(ReceiverState {
-            requests: Vec::new(),
-            fail_first,
-            arrived: Arc::default(),
-        }));
-        let app = axum::Router::new()
-            .fallback(record)
-            .with_state(state.clone());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Receiver { addr, state }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn requests(&self) -> Vec<Request> {
-        self.state.lock().unwrap().requests.clone()
-    }
-
-    fn successes(&self) -> usize {
-        self.requests().iter().filter(|r| r.status == 200).count()
-    }
-}
-
-async fn record(
-    State(state): State<Arc<Mutex<ReceiverState>>>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> (StatusCode, &'static str) {
-    let mut s = state.lock().unwrap();
-    let fail = s.requests.len() < s.fail_first;
-    let status = if fail {
-        StatusCode::INTERNAL_SERVER_ERROR
-    } else {
-        StatusCode::OK
-    };
-    s.requests.push(Request {
-        path: uri.path().to_string(),
-        headers,
-        body,
-        status: status.as_u16(),
-    });
-    s.arrived.notify_one();
-    (status, if fail { "receiver is down" } else { "ok" })
-}
-
-// ---------------------------------------------------------------------------------------------
-// A real (minimal) SMTP server
-
-#[derive(Debug, Clone, Default)]
-struct Mail {
-    from: String,
-    to: Vec<String>,
-    data: String,
-}
-
-async fn smtp_sink() -> (SocketAddr, Arc<Mutex<Vec<Mail>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mails = Arc::new(Mutex::new(Vec::new()));
-    let sink = mails.clone();
-    tokio::spawn(async move {
-        while let Ok((conn, _)) = listener.accept().await {
-            tokio::spawn(smtp_session(conn, sink.clone()));
-        }
-    });
-    (addr, mails)
-}
-
-async fn smtp_session(conn: tokio::net::TcpStream, mails: Arc<Mutex<Vec<Mail>>>) {
-    let (read, mut write) = conn.into_split();
-    let mut lines = BufReader::new(read);
-    let mut mail = Mail::default();
-    write.write_all(b"220 sink ESMTP ready\r\n").await.unwrap();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
-            return;
-        }
-        let upper = line.to_ascii_uppercase();
-        let reply: &[u8] = if upper.starts_with("EHLO") {
-            b"250-sink greets you\r\n250 8BITMIME\r\n"
-        } else if upper.starts_with("HELO") {
-            b"250 sink\r\n"
-        } else if upper.starts_with("MAIL FROM:") {
-            mail.from = line[10..].trim().to_string();
-            b"250 OK\r\n"
-        } else if upper.starts_with("RCPT TO:") {
-            mail.to.push(line[8..].trim().to_string());
-            b"250 OK\r\n"
-        } else if upper.starts_with("DATA") {
-            write
-                .write_all(b"354 end with <CRLF>.<CRLF>\r\n")
-                .await
-                .unwrap();
-            let mut data = String::new();
-            loop {
-                line.clear();
-                if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
-                    return;
-                }
-                if line == ".\r\n" {
-                    break;
-                }
-                // Dot-stuffing (RFC 5321 4.5.2).
-                data.push_str(line.strip_prefix('.').unwrap_or(&line));
-            }
-            mail.data = data;
-            mails.lock().unwrap().push(std::mem::take(&mut mail));
-            b"250 OK queued\r\n"
-        } else if upper.starts_with("QUIT") {
-            write.write_all(b"221 bye\r\n").await.unwrap();
-            return;
-        } else if upper.starts_with("RSET") || upper.starts_with("NOOP") {
-            b"250 OK\r\n"
-        } else {
-            b"502 not implemented\r\n"
-        };
-        write.write_all(reply).await.unwrap();
-    }
-}
+#[path = "support/receivers.rs"]
+mod receivers;
+use receivers::{smtp_sink, Receiver, Request};
 
 // ---------------------------------------------------------------------------------------------
 // A database with a project and one issue, and a worker on a manual clock

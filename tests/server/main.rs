@@ -1,9 +1,13 @@
 //! End-to-end tests: a real server on port 0 with a fresh database, driven by real clients.
 
+mod alerts_e2e;
 mod api;
 mod bad_input;
 mod captures;
 mod concurrency;
 mod helpers;
 mod lifecycle;
+#[path = "../support/receivers.rs"]
+#[allow(dead_code)]
+mod receivers;
 mod sdk;
