@@ -11,3 +11,4 @@ mod lifecycle;
 #[allow(dead_code)]
 mod receivers;
 mod sdk;
+mod sentry_cli;
