@@ -162,8 +162,21 @@ async fn resolve_in_next_release_waits_for_a_new_release() {
 
 #[tokio::test]
 async fn volume_mute_unmutes_on_the_tenth_event_with_one_alert() {
-    let server = spawn().await;
-    add_webhook(&server).await;
+    // Manual clock, background workers off: this test runs the alert worker itself.
+    let server = spawn_manual().await;
+    let hook = crate::receivers::Receiver::start(0).await;
+    let resp = server
+        .http
+        .post(format!(
+            "{}/api/0/projects/stackhound/default/alert-channels/",
+            server.base
+        ))
+        .bearer_auth(&server.token)
+        .json(&json!({"kind": "webhook", "url": hook.url("/hook")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
     send(&server, "Noisy", None).await;
     let id = issue_of(&server, "Noisy").await["id"]
         .as_str()
@@ -192,6 +205,27 @@ async fn volume_mute_unmutes_on_the_tenth_event_with_one_alert() {
         send(&server, "Noisy", None).await;
     }
     assert_eq!(alerts(&server, &id).await, vec!["new_issue", "unmute"]);
+    // Delivered: the receiver sees the unmute exactly once.
+    let worker = stackhound::alert::AlertWorker::new(
+        server.store.clone(),
+        server.clock.clone(),
+        Default::default(),
+        server.base.clone(),
+        "stackhound".into(),
+    )
+    .unwrap();
+    assert_eq!(worker.run_due().await, 2);
+    let kinds: Vec<String> = hook
+        .requests()
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.body).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(kinds, vec!["new_issue", "unmute"]);
     let (_, _, history) = server.api(&format!("/api/0/issues/{id}/activities/")).await;
     assert_eq!(history[0]["type"], "unmuted");
     assert!(
