@@ -44,7 +44,7 @@ impl StoredPayload {
     /// The request body as it arrived, when it is one compressed envelope.
     pub fn raw_envelope(encoding: Encoding, body: Vec<u8>) -> StoredPayload {
         StoredPayload {
-            codec: format!("{}+envelope", encoding_name(encoding)),
+            codec: format!("{}+envelope", encoding.as_str()),
             bytes: body,
         }
     }
@@ -59,9 +59,10 @@ impl StoredPayload {
                 let Some(name) = codec.strip_suffix("+envelope") else {
                     return Err(PayloadError::UnknownCodec(codec.into()));
                 };
-                let encoding = encoding_from_name(name)
-                    .ok_or_else(|| PayloadError::UnknownCodec(codec.into()))?;
-                let body = compression::decode(&self.bytes, &[encoding], MAX_DECODED)
+                // The codec names are Content-Encoding tokens, so the same parser reads them.
+                let encodings = compression::parse_content_encoding(Some(name.as_bytes()))
+                    .map_err(|_| PayloadError::UnknownCodec(codec.into()))?;
+                let body = compression::decode(&self.bytes, &encodings, MAX_DECODED)
                     .map_err(|e| PayloadError::Corrupt(e.to_string()))?;
                 let env =
                     envelope::parse(&body).map_err(|e| PayloadError::Corrupt(e.to_string()))?;
@@ -73,27 +74,6 @@ impl StoredPayload {
             }
         }
     }
-}
-
-fn encoding_name(e: Encoding) -> &'static str {
-    match e {
-        Encoding::Identity => "identity",
-        Encoding::Gzip => "gzip",
-        Encoding::Deflate => "deflate",
-        Encoding::Br => "br",
-        Encoding::Zstd => "zstd",
-    }
-}
-
-fn encoding_from_name(name: &str) -> Option<Encoding> {
-    Some(match name {
-        "identity" => Encoding::Identity,
-        "gzip" => Encoding::Gzip,
-        "deflate" => Encoding::Deflate,
-        "br" => Encoding::Br,
-        "zstd" => Encoding::Zstd,
-        _ => return None,
-    })
 }
 
 #[cfg(test)]

@@ -202,29 +202,11 @@ async fn ingest_envelope(
                 app.pipeline.submit(prepared.event).await?;
                 answer = Some(prepared.event_id_hex);
             }
-            other => app.pipeline.counters.dropped_item(item_type_name(other)),
+            other => app.pipeline.counters.dropped_item(other.as_str()),
         }
     }
     // An envelope without an event is answered `{}` (Relay does the same).
     Ok(answer)
-}
-
-fn item_type_name(ty: &ItemType) -> &str {
-    match ty {
-        ItemType::Event => "event",
-        ItemType::Transaction => "transaction",
-        ItemType::Attachment => "attachment",
-        ItemType::Session => "session",
-        ItemType::Sessions => "sessions",
-        ItemType::ClientReport => "client_report",
-        ItemType::CheckIn => "check_in",
-        ItemType::UserReport => "user_report",
-        ItemType::Feedback => "feedback",
-        ItemType::Span => "span",
-        ItemType::Log => "log",
-        ItemType::Profile => "profile",
-        ItemType::Other(name) => name,
-    }
 }
 
 async fn ingest_store(
