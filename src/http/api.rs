@@ -215,8 +215,28 @@ pub async fn org_issue_detail(
 
 /// The stored event JSON plus Sentry's API fields about it.
 fn event_json(row: &EventRow, full: bool) -> Value {
-    let raw = row.payload.event_json().unwrap_or_default();
-    let mut stored: Map<String, Value> = serde_json::from_slice(&raw).unwrap_or_default();
+    let raw = match row.payload.event_json() {
+        Ok(raw) => raw,
+        Err(e) => {
+            tracing::error!(error = %e, event = row.id, "stored payload unreadable");
+            Vec::new()
+        }
+    };
+    // Ingestion skips fields it does not need without a depth limit, so a stored event may
+    // nest deeper than a full parse allows: then it is shown as text rather than dropped.
+    let mut stored: Map<String, Value> = match serde_json::from_slice(&raw) {
+        Ok(map) => map,
+        Err(e) if !raw.is_empty() => {
+            let mut m = Map::new();
+            m.insert("raw".into(), json!(String::from_utf8_lossy(&raw)));
+            m.insert(
+                "errors".into(),
+                json!([{"type": "unparsable_for_display", "reason": e.to_string()}]),
+            );
+            m
+        }
+        Err(_) => Map::new(),
+    };
     let parsed = event::parse(&raw).unwrap_or_default();
     let s = normalize::summarize(&parsed, row.received as f64 / 1e6);
     let id = hex::encode(row.event_id);
