@@ -672,8 +672,11 @@ pub async fn run_quiet(args: &StressArgs) -> anyhow::Result<Report> {
         uri: target.envelope_path.parse().context("DSN path")?,
         host: HeaderValue::from_str(&target.authority).context("DSN host")?,
         auth: HeaderValue::from_str(&auth).context("DSN key")?,
-        content_encoding: (args.compress == BodyEncoding::Gzip)
-            .then(|| HeaderValue::from_static("gzip")),
+        content_encoding: match args.compress {
+            BodyEncoding::Gzip => Some(HeaderValue::from_static("gzip")),
+            BodyEncoding::Br => Some(HeaderValue::from_static("br")),
+            BodyEncoding::Identity => None,
+        },
         variants,
         target,
         deadline,
