@@ -52,13 +52,49 @@ pub fn prepare(
     received: f64,
     sent_at: Option<f64>,
 ) -> Result<Prepared, IngestError> {
-    let ev = event::parse(json).map_err(|e| IngestError::InvalidEvent(e.to_string()))?;
+    match event::parse(json) {
+        Ok(ev) => Ok(prepare_parsed(
+            project_id,
+            header_event_id,
+            &ev,
+            payload,
+            received,
+            sent_at,
+        )),
+        Err(e) => {
+            // Unpaired surrogate escapes (Python SDKs write them) are the one fixable failure:
+            // repair, and store the repaired JSON so it reads back too.
+            let repaired = event::repair_lone_surrogates(json)
+                .ok_or_else(|| IngestError::InvalidEvent(e.to_string()))?;
+            let ev =
+                event::parse(&repaired).map_err(|e| IngestError::InvalidEvent(e.to_string()))?;
+            let stored = || StoredPayload::compress(&repaired);
+            Ok(prepare_parsed(
+                project_id,
+                header_event_id,
+                &ev,
+                stored,
+                received,
+                sent_at,
+            ))
+        }
+    }
+}
+
+fn prepare_parsed(
+    project_id: i64,
+    header_event_id: Option<&str>,
+    ev: &event::Event<'_>,
+    payload: impl FnOnce() -> StoredPayload,
+    received: f64,
+    sent_at: Option<f64>,
+) -> Prepared {
     let id = header_event_id
         .and_then(parse_event_id)
         .or_else(|| ev.event_id.as_deref().and_then(parse_event_id))
         .unwrap_or_else(|| *uuid::Uuid::new_v4().as_bytes());
-    let summary = normalize::summarize(&ev, received);
-    let hashes = grouping::hashes(&ev);
+    let summary = normalize::summarize(ev, received);
+    let hashes = grouping::hashes(ev);
     let drift = sent_at.map(|s| received - s).filter(|d| d.abs() > 60.0);
     let timestamp = summary.timestamp + drift.unwrap_or(0.0);
     let seed = IssueSeed {
@@ -69,7 +105,7 @@ pub fn prepare(
         event_type: summary.event_type,
         metadata: summary.metadata.to_string(),
     };
-    Ok(Prepared {
+    Prepared {
         event_id_hex: hex::encode(id),
         event: NewEvent {
             project_id,
@@ -84,7 +120,7 @@ pub fn prepare(
             environment: summary.environment,
             user_key: summary.user_key,
         },
-    })
+    }
 }
 
 /// 32 hex digits or a dashed UUID, any case.

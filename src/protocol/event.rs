@@ -463,6 +463,49 @@ pub fn parse(bytes: &[u8]) -> Result<Event<'_>, serde_json::Error> {
     serde_json::from_slice(bytes)
 }
 
+/// Replaces `\uXXXX` escapes of unpaired UTF-16 surrogates inside JSON strings with
+/// `\ufffd`; `None` when there were none. Python's `json.dumps` writes such escapes for
+/// strings holding undecodable bytes (surrogate-escaped file paths), and serde_json refuses
+/// the whole document over one of them; Sentry keeps the event, and so do we. Only called
+/// after a parse failed, so the hot path never pays for it.
+pub fn repair_lone_surrogates(json: &[u8]) -> Option<Vec<u8>> {
+    // The UTF-16 unit of a `\uXXXX` escape starting at `i`.
+    let unit_at = |i: usize| -> Option<u16> {
+        if json.get(i) != Some(&b'\\') || json.get(i + 1) != Some(&b'u') {
+            return None;
+        }
+        let hex = std::str::from_utf8(json.get(i + 2..i + 6)?).ok()?;
+        u16::from_str_radix(hex, 16).ok()
+    };
+    let mut out = Vec::with_capacity(json.len());
+    let (mut i, mut in_string, mut changed) = (0, false, false);
+    while i < json.len() {
+        let c = json[i];
+        if in_string && c == b'\\' {
+            let step = match unit_at(i) {
+                Some(0xD800..=0xDBFF) if matches!(unit_at(i + 6), Some(0xDC00..=0xDFFF)) => 12,
+                Some(0xD800..=0xDFFF) => {
+                    out.extend_from_slice(b"\\ufffd");
+                    changed = true;
+                    i += 6;
+                    continue;
+                }
+                // Any other escape is copied whole, so an escaped quote never ends the string.
+                _ => 2,
+            };
+            out.extend_from_slice(&json[i..(i + step).min(json.len())]);
+            i += step;
+            continue;
+        }
+        if c == b'"' {
+            in_string = !in_string;
+        }
+        out.push(c);
+        i += 1;
+    }
+    changed.then_some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -497,6 +540,28 @@ mod tests {
         assert_eq!(e.log_entry().template(), Some("a %s"));
         assert_eq!(e.tags.get("t"), Some("True"));
         assert_eq!(e.exception.0.len(), 1);
+    }
+
+    #[test]
+    fn lone_surrogates_are_repaired_and_pairs_kept() {
+        let bad = br#"{"message":"a \ud800 b \udc00 c \"\\ud800 \ud83d\ude00"}"#;
+        assert!(parse(bad).is_err());
+        let fixed = repair_lone_surrogates(bad).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&fixed).unwrap(),
+            r#"{"message":"a \ufffd b \ufffd c \"\\ud800 \ud83d\ude00"}"#
+        );
+        let e = parse(&fixed).unwrap();
+        assert_eq!(
+            e.log_entry().text(),
+            Some("a \u{fffd} b \u{fffd} c \"\\ud800 \u{1f600}")
+        );
+        assert_eq!(repair_lone_surrogates(br#"{"m":"\ud83d\ude00 \n"}"#), None);
+        assert_eq!(
+            repair_lone_surrogates(b"\\ud800"),
+            None,
+            "outside strings nothing changes"
+        );
     }
 
     #[test]

@@ -456,11 +456,6 @@ fn cases(server: &TestServer, other_pid: i64) -> Vec<Case> {
         ),
         e("invalid UTF-8 inside an event string", cat(&[b"{}\n", &event_item(b"{\"message\":\"a\xff\xfeb\"}")]), 400),
         e(
-            "lone surrogate escape in an event string",
-            cat(&[b"{}\n", &event_item(br#"{"message":"lone \ud800 surrogate"}"#)]),
-            400,
-        ),
-        e(
             "number out of f64 range in an event",
             cat(&[b"{}\n", &event_item(br#"{"message":"m","timestamp":1e400}"#)]),
             400,
@@ -823,6 +818,17 @@ fn quirks(server: &TestServer) -> Vec<(Case, Option<&'static str>)> {
                 ),
             ),
             Some("QuirkNumbers"),
+        ),
+        // Python's json.dumps writes unpaired surrogate escapes for undecodable paths: the
+        // event is kept with U+FFFD in their place.
+        (
+            e(
+                "lone surrogate escape in an event string",
+                item(
+                    r#"{"exception":{"values":[{"type":"QuirkSurrogate","value":"lone \ud800 surrogate"}]}}"#,
+                ),
+            ),
+            Some("QuirkSurrogate"),
         ),
         // A wrong method: 405 (with a JSON detail, like every refusal).
         (
