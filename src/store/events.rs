@@ -78,6 +78,17 @@ impl Store {
         Ok(row.map(from_row))
     }
 
+    /// Whether an event id is stored for the project (durability checks).
+    pub async fn event_exists(&self, project_id: i64, event_id: [u8; 16]) -> Result<bool> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT id FROM events WHERE project_id = $1 AND event_id = $2")
+                .bind(project_id)
+                .bind(&event_id[..])
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(row.is_some())
+    }
+
     /// How many events are stored in all (benchmarks and tests compare it with counts).
     pub async fn event_total(&self) -> Result<i64> {
         let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM events")

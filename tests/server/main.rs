@@ -12,3 +12,4 @@ mod lifecycle;
 mod receivers;
 mod sdk;
 mod sentry_cli;
+mod shutdown;
