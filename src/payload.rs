@@ -54,7 +54,6 @@ impl StoredPayload {
         match self.codec.as_str() {
             "zstd" => zstd::bulk::decompress(&self.bytes, MAX_DECODED)
                 .map_err(|e| PayloadError::Corrupt(e.to_string())),
-            "json" => Ok(self.bytes.clone()),
             codec => {
                 let Some(name) = codec.strip_suffix("+envelope") else {
                     return Err(PayloadError::UnknownCodec(codec.into()));

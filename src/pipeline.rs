@@ -147,7 +147,12 @@ impl Counters {
     pub fn dropped_item(&self, ty: &str) {
         tracing::debug!(item_type = ty, "accepted and dropped an item");
         if let Ok(mut m) = self.dropped.write() {
-            *m.entry(ty.to_string()).or_default() += 1;
+            match m.get_mut(ty) {
+                Some(n) => *n += 1,
+                None => {
+                    m.insert(ty.to_string(), 1);
+                }
+            }
         }
     }
 

@@ -85,6 +85,15 @@ pub struct IssueState {
 }
 
 impl IssueState {
+    /// The state as the store keeps it: JSON, or `{}` for an issue no transition has touched
+    /// since its first event (which is then still new and unresolved).
+    pub fn from_stored(json: &str) -> IssueState {
+        match serde_json::from_str::<IssueState>(json) {
+            Ok(s) if json.trim() != "{}" => s,
+            _ => IssueState::new_issue(),
+        }
+    }
+
     /// The state of an issue created by its first event.
     pub fn new_issue() -> IssueState {
         IssueState {

@@ -14,23 +14,10 @@ pub fn iso(us: i64) -> String {
         .to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-/// The issue's lifecycle state (an empty `{}` for issues never changed: unresolved).
-pub fn state_of(row: &IssueRow) -> IssueState {
-    let mut s: IssueState = serde_json::from_str(&row.state).unwrap_or_default();
-    if row.state.trim() == "{}" {
-        s.status = match row.status.as_str() {
-            "resolved" => state::Status::Resolved,
-            "ignored" => state::Status::Ignored,
-            _ => state::Status::Unresolved,
-        };
-    }
-    s
-}
-
 /// The Sentry issue (group) object.
 pub fn issue_json(row: &IssueRow, public_url: &str, org: &str) -> Value {
     let metadata: Value = serde_json::from_str(&row.metadata).unwrap_or_else(|_| json!({}));
-    let s = state_of(row);
+    let s = IssueState::from_stored(&row.state);
     let substatus = match (&row.substatus, row.status.as_str()) {
         (Some(sub), _) => json!(sub),
         (None, "unresolved") => json!("ongoing"),

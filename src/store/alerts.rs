@@ -212,13 +212,9 @@ impl Store {
     /// The delivery log of a project, newest first.
     pub async fn alert_log(&self, project_id: i64, limit: i64) -> Result<Vec<OutboxRow>> {
         let rows: Vec<Row> = sqlx::query_as(&format!(
-            "SELECT {} FROM alert_outbox o JOIN alert_channels c ON c.id = o.channel_id
-             WHERE c.project_id = $1 ORDER BY o.id DESC LIMIT $2",
-            OUTBOX_COLUMNS
-                .split(',')
-                .map(|c| format!("o.{}", c.trim()))
-                .collect::<Vec<_>>()
-                .join(", ")
+            "SELECT {OUTBOX_COLUMNS} FROM alert_outbox
+             WHERE channel_id IN (SELECT id FROM alert_channels WHERE project_id = $1)
+             ORDER BY id DESC LIMIT $2"
         ))
         .bind(project_id)
         .bind(limit)

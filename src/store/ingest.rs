@@ -69,21 +69,23 @@ impl HashCache {
         self.links.get(&project_id)?.get(hash).copied()
     }
 
-    fn extend(&mut self, links: impl IntoIterator<Item = ((i64, String), i64)>) {
+    fn insert(&mut self, project_id: i64, hash: &str, issue_id: i64) {
+        let links = self.links.entry(project_id).or_default();
+        if links.insert(hash.to_owned(), issue_id).is_none() {
+            self.len += 1;
+        }
+    }
+
+    /// Takes the links of a committed batch.
+    fn merge(&mut self, batch: HashCache) {
         // A crude bound on memory: start over rather than track recency.
-        if self.len > Self::MAX_ENTRIES {
+        if self.len + batch.len > Self::MAX_ENTRIES {
             self.links.clear();
             self.len = 0;
         }
-        for ((project_id, hash), issue_id) in links {
-            if self
-                .links
-                .entry(project_id)
-                .or_default()
-                .insert(hash, issue_id)
-                .is_none()
-            {
-                self.len += 1;
+        for (project_id, links) in batch.links {
+            for (hash, issue_id) in links {
+                self.insert(project_id, &hash, issue_id);
             }
         }
     }
@@ -138,10 +140,7 @@ impl Writer {
     /// Stores a batch in one transaction; the result is aligned with `batch`.
     pub async fn write_batch(&mut self, batch: &[NewEvent]) -> Result<Vec<Stored>> {
         let now_us = self.clock.now().timestamp_micros();
-        let conn = match &mut self.conn {
-            Some(c) => c,
-            None => self.conn.insert(self.store.write.acquire().await?),
-        };
+        let conn = connection(&mut self.conn, &self.store).await?;
         let result = write_batch(conn, batch, &mut self.cache, &mut self.lifecycle, now_us).await;
         self.after(result)
     }
@@ -155,10 +154,7 @@ impl Writer {
         actor: Actor,
     ) -> Result<Vec<(i64, Option<std::result::Result<Transition, Refusal>>)>> {
         let now_us = self.clock.now().timestamp_micros();
-        let conn = match &mut self.conn {
-            Some(c) => c,
-            None => self.conn.insert(self.store.write.acquire().await?),
-        };
+        let conn = connection(&mut self.conn, &self.store).await?;
         let lifecycle = &mut self.lifecycle;
         let result = async {
             let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
@@ -179,10 +175,7 @@ impl Writer {
     /// Unmutes the muted issues whose time limit has passed; returns how many.
     pub async fn unmute_due(&mut self) -> Result<usize> {
         let now_us = self.clock.now().timestamp_micros();
-        let conn = match &mut self.conn {
-            Some(c) => c,
-            None => self.conn.insert(self.store.write.acquire().await?),
-        };
+        let conn = connection(&mut self.conn, &self.store).await?;
         let lifecycle = &mut self.lifecycle;
         let result = async {
             let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
@@ -205,6 +198,17 @@ impl Writer {
     }
 }
 
+/// The writer's connection, acquired on first use and again after a failure dropped it.
+async fn connection<'c>(
+    slot: &'c mut Option<PoolConnection<Sqlite>>,
+    store: &Store,
+) -> Result<&'c mut PoolConnection<Sqlite>> {
+    match slot {
+        Some(c) => Ok(c),
+        None => Ok(slot.insert(store.write.acquire().await?)),
+    }
+}
+
 async fn write_batch(
     conn: &mut PoolConnection<Sqlite>,
     batch: &[NewEvent],
@@ -216,8 +220,9 @@ async fn write_batch(
     // IMMEDIATE: take the write lock up front, so a read early in the batch can never be
     // invalidated by another connection's write (SQLITE_BUSY_SNAPSHOT) before ours.
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    let mut fresh_links: Vec<((i64, String), i64)> = Vec::new();
-    let issues = resolve_issues(&mut tx, batch, cache, &mut fresh_links).await?;
+    // Links written or found in this batch; trusted by later batches only once committed.
+    let mut fresh = HashCache::default();
+    let issues = resolve_issues(&mut tx, batch, cache, &mut fresh).await?;
     let resolved = started.elapsed();
     let inserted = insert_events(&mut tx, batch, &issues).await?;
     let events_written = started.elapsed();
@@ -228,7 +233,7 @@ async fn write_batch(
     let issues_written = started.elapsed();
     tx.commit().await?;
     tracing::trace!(n = batch.len(), ?resolved, ?events_written, ?issues_written, committed = ?started.elapsed(), "batch phases");
-    cache.extend(fresh_links);
+    cache.merge(fresh);
     Ok(issues
         .iter()
         .zip(&inserted)
@@ -245,24 +250,20 @@ async fn resolve_issues(
     tx: &mut Transaction<'_, Sqlite>,
     batch: &[NewEvent],
     cache: &HashCache,
-    fresh: &mut Vec<((i64, String), i64)>,
+    fresh: &mut HashCache,
 ) -> Result<Vec<(i64, bool)>> {
-    // Links written or found during this batch; merged into the cache only after commit.
-    let mut local: HashMap<(i64, String), i64> = HashMap::new();
     let mut out = Vec::with_capacity(batch.len());
     for ev in batch {
         let mut links: Vec<Option<i64>> = Vec::with_capacity(ev.hashes.len());
         for h in &ev.hashes {
-            let key = (ev.project_id, h.clone());
-            let mut link = local
-                .get(&key)
-                .copied()
-                .or_else(|| cache.get(ev.project_id, h));
+            // Committed links first (the common hit, no allocation), then this batch's.
+            let mut link = cache
+                .get(ev.project_id, h)
+                .or_else(|| fresh.get(ev.project_id, h));
             if link.is_none() {
                 link = lookup_hash(tx, ev.project_id, h).await?;
                 if let Some(id) = link {
-                    local.insert(key.clone(), id);
-                    fresh.push((key, id));
+                    fresh.insert(ev.project_id, h, id);
                 }
             }
             links.push(link);
@@ -283,9 +284,7 @@ async fn resolve_issues(
             .bind(ev.grouping_version)
             .execute(&mut **tx)
             .await?;
-            let key = (ev.project_id, h.clone());
-            local.insert(key.clone(), issue_id);
-            fresh.push((key, issue_id));
+            fresh.insert(ev.project_id, h, issue_id);
         }
         out.push((issue_id, new_issue));
     }

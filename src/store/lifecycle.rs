@@ -86,16 +86,18 @@ impl Lifecycle {
                         users: HashMap::new(),
                     },
                 );
-                let reason = "A new issue was seen".to_string();
+                let reason = "A new issue was seen";
                 let activity =
-                    record(tx, issue_id, "first_seen", Actor::System, &reason, now_us).await?;
-                alert(
+                    record(tx, issue_id, "first_seen", Actor::System, reason, now_us).await?;
+                let kind = AlertKind::NewIssue;
+                enqueue_alert(
                     tx,
-                    ev,
+                    ev.project_id,
                     issue_id,
-                    AlertKind::NewIssue,
-                    &reason,
+                    kind,
+                    reason,
                     activity,
+                    Some(ev),
                     now_us,
                 )
                 .await?;
@@ -149,19 +151,8 @@ impl Lifecycle {
                         state::on_event(&c.state, &facts)
                     };
                     if let Some(t) = regression {
-                        let project_id = c.project_id;
-                        persist(
-                            tx,
-                            issue_id,
-                            &t,
-                            Actor::System,
-                            now_us,
-                            Some((ev, project_id)),
-                        )
-                        .await?;
-                        if let Some(c) = self.issues.get_mut(&issue_id) {
-                            c.state = t.to;
-                        }
+                        self.apply(tx, issue_id, &t, Actor::System, now_us, Some(ev))
+                            .await?;
                     }
                 }
                 Status::Ignored => {
@@ -241,23 +232,15 @@ impl Lifecycle {
             if self.issues.contains_key(&id) || loaded.contains(&id) {
                 continue;
             }
-            let row: Option<(i64, String, String, i64)> = sqlx::query_as(
-                "SELECT project_id, status, state, event_count FROM issues WHERE id = $1",
-            )
-            .bind(id)
-            .fetch_optional(&mut **tx)
-            .await?;
-            let Some((project_id, status, state_json, event_count)) = row else {
+            let row: Option<(i64, String, i64)> =
+                sqlx::query_as("SELECT project_id, state, event_count FROM issues WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            let Some((project_id, state_json, event_count)) = row else {
                 continue;
             };
-            let mut state: IssueState = serde_json::from_str(&state_json).unwrap_or_default();
-            if state_json.trim() == "{}" {
-                state.status = match status.as_str() {
-                    "resolved" => Status::Resolved,
-                    "ignored" => Status::Ignored,
-                    _ => Status::Unresolved,
-                };
-            }
+            let state = IssueState::from_stored(&state_json);
             let mut c = Cached {
                 project_id,
                 state,
@@ -299,10 +282,7 @@ impl Lifecycle {
                 state::on_new_release(&c.state, release, &cmp)
             };
             if let Some(t) = next {
-                persist(tx, id, &t, Actor::System, now_us, None).await?;
-                if let Some(c) = self.issues.get_mut(&id) {
-                    c.state = t.to;
-                }
+                self.apply(tx, id, &t, Actor::System, now_us, None).await?;
             }
         }
         Ok(())
@@ -355,21 +335,8 @@ impl Lifecycle {
             }
         }
         if let Some(t) = transition {
-            let project_id = c.project_id;
-            persist(
-                tx,
-                issue_id,
-                &t,
-                Actor::System,
-                now_us,
-                last_event.map(|e| (e, project_id)),
-            )
-            .await?;
-            if let Some(c) = self.issues.get_mut(&issue_id) {
-                c.state = t.to;
-                c.buckets.clear();
-                c.users.clear();
-            }
+            self.apply(tx, issue_id, &t, Actor::System, now_us, last_event)
+                .await?;
         }
         Ok(())
     }
@@ -412,18 +379,28 @@ impl Lifecycle {
             Ok(t) => t,
             Err(refusal) => return Ok(Some(Err(refusal))),
         };
-        persist(tx, issue_id, &t, actor, now_us, None).await?;
-        if let Some(c) = self.issues.get_mut(&issue_id) {
-            c.state = t.to.clone();
-            c.buckets.clear();
-            c.users.clear();
-            let project_id = c.project_id;
-            let mut fresh = c.clone();
-            seed_buckets(tx, issue_id, &mut fresh, now_us).await?;
-            fresh.project_id = project_id;
-            self.issues.insert(issue_id, fresh);
-        }
+        self.apply(tx, issue_id, &t, actor, now_us, None).await?;
         Ok(Some(Ok(t)))
+    }
+
+    /// Stores a transition of a cached issue (see `persist`) and makes it the cached state;
+    /// the mute limits' memory starts over for the new state.
+    async fn apply(
+        &mut self,
+        tx: &mut Tx<'_>,
+        issue_id: i64,
+        t: &Transition,
+        actor: Actor,
+        now_us: i64,
+        event: Option<&NewEvent>,
+    ) -> Result<()> {
+        let Some(c) = self.issues.get_mut(&issue_id) else {
+            return Ok(());
+        };
+        persist(tx, issue_id, c.project_id, t, actor, now_us, event).await?;
+        c.state = t.to.clone();
+        c.users.clear();
+        seed_buckets(tx, issue_id, c, now_us).await
     }
 
     /// Unmutes every muted issue whose time limit has passed.
@@ -441,11 +418,7 @@ impl Lifecycle {
                 continue;
             };
             if let Ok(t) = state::unmute_by_time(&c.state, to_dt(now_us)) {
-                persist(tx, id, &t, Actor::System, now_us, None).await?;
-                if let Some(c) = self.issues.get_mut(&id) {
-                    c.state = t.to;
-                    c.buckets.clear();
-                }
+                self.apply(tx, id, &t, Actor::System, now_us, None).await?;
                 n += 1;
             } else {
                 // Stale marker (the mute changed): clear it so it is not looked at again.
@@ -542,10 +515,11 @@ impl CurrentVolume for Volume {
 async fn persist(
     tx: &mut Tx<'_>,
     issue_id: i64,
+    project_id: i64,
     t: &Transition,
     actor: Actor,
     now_us: i64,
-    event: Option<(&NewEvent, i64)>,
+    event: Option<&NewEvent>,
 ) -> Result<()> {
     let s = &t.to;
     let mute_until = s
@@ -565,25 +539,8 @@ async fn persist(
     .await?;
     let activity = record(tx, issue_id, t.kind.name(), actor, &t.reason, now_us).await?;
     if let Some(kind) = t.alert {
-        let project_id = match event {
-            Some((_, p)) => p,
-            None => {
-                let (p,): (i64,) = sqlx::query_as("SELECT project_id FROM issues WHERE id = $1")
-                    .bind(issue_id)
-                    .fetch_one(&mut **tx)
-                    .await?;
-                p
-            }
-        };
         enqueue_alert(
-            tx,
-            project_id,
-            issue_id,
-            kind,
-            &t.reason,
-            activity,
-            event.map(|e| e.0),
-            now_us,
+            tx, project_id, issue_id, kind, &t.reason, activity, event, now_us,
         )
         .await?;
     }
@@ -610,28 +567,6 @@ async fn record(
     .fetch_one(&mut **tx)
     .await?;
     Ok(id)
-}
-
-async fn alert(
-    tx: &mut Tx<'_>,
-    ev: &NewEvent,
-    issue_id: i64,
-    kind: AlertKind,
-    reason: &str,
-    activity: i64,
-    now_us: i64,
-) -> Result<()> {
-    enqueue_alert(
-        tx,
-        ev.project_id,
-        issue_id,
-        kind,
-        reason,
-        activity,
-        Some(ev),
-        now_us,
-    )
-    .await
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -91,7 +91,7 @@ impl Store {
         Ok(Store { read, write })
     }
 
-    /// A fresh in-memory-like database in a temporary file path, for tests and tools.
+    /// Opens the SQLite database at a file path (created if missing).
     pub async fn open_path(path: &std::path::Path) -> Result<Store> {
         Store::open(&format!("sqlite://{}", path.display())).await
     }
