@@ -18,6 +18,7 @@ const PAYLOAD: &str =
 const SECRET: &str = "s3cret-signing-key";
 
 #[path = "support/receivers.rs"]
+#[allow(dead_code)]
 mod receivers;
 use receivers::{smtp_sink, Receiver, Request};
 

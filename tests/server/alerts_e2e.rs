@@ -12,21 +12,6 @@ async fn send(server: &TestServer, kind: &str) {
     assert_eq!(server.post_envelope(body, &[]).await.0, 200);
 }
 
-async fn add_channel(server: &TestServer, body: Value) {
-    let resp = server
-        .http
-        .post(format!(
-            "{}/api/0/projects/stackhound/default/alert-channels/",
-            server.base
-        ))
-        .bearer_auth(&server.token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-}
-
 fn worker(server: &TestServer, smtp: &str) -> AlertWorker {
     AlertWorker::new(
         server.store.clone(),
@@ -44,21 +29,15 @@ async fn new_issue_and_regression_alerts_reach_every_channel() {
     let hook = Receiver::start(0).await;
     let slack = Receiver::start(0).await;
     let (smtp_addr, mails) = smtp_sink().await;
-    add_channel(
-        &server,
-        json!({"kind": "webhook", "url": hook.url("/hook"), "secret": "k"}),
-    )
-    .await;
-    add_channel(
-        &server,
-        json!({"kind": "slack", "url": slack.url("/slack")}),
-    )
-    .await;
-    add_channel(
-        &server,
-        json!({"kind": "email", "to": ["oncall@example.com"]}),
-    )
-    .await;
+    server
+        .add_channel(json!({"kind": "webhook", "url": hook.url("/hook"), "secret": "k"}))
+        .await;
+    server
+        .add_channel(json!({"kind": "slack", "url": slack.url("/slack")}))
+        .await;
+    server
+        .add_channel(json!({"kind": "email", "to": ["oncall@example.com"]}))
+        .await;
     let worker = worker(&server, &format!("smtp://{smtp_addr}"));
 
     send(&server, "PaymentError").await;
@@ -97,16 +76,7 @@ async fn new_issue_and_regression_alerts_reach_every_channel() {
     send(&server, "PaymentError").await;
     send(&server, "PaymentError").await;
     assert_eq!(worker.run_due().await, 3);
-    let kinds: Vec<String> = hook
-        .requests()
-        .iter()
-        .map(|r| {
-            serde_json::from_slice::<Value>(&r.body).unwrap()["kind"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let kinds = hook.kinds();
     assert_eq!(kinds, vec!["new_issue", "regression"]);
     assert_eq!(mails.lock().unwrap().len(), 2);
     server.stop().await;
@@ -116,11 +86,9 @@ async fn new_issue_and_regression_alerts_reach_every_channel() {
 async fn a_receiver_failing_twice_gets_the_alert_once_after_three_attempts() {
     let server = spawn_manual().await;
     let hook = Receiver::start(2).await;
-    add_channel(
-        &server,
-        json!({"kind": "webhook", "url": hook.url("/hook")}),
-    )
-    .await;
+    server
+        .add_channel(json!({"kind": "webhook", "url": hook.url("/hook")}))
+        .await;
     let worker = worker(&server, "smtp://127.0.0.1:9");
     send(&server, "Timeout").await;
     assert_eq!(worker.run_due().await, 1);

@@ -142,21 +142,11 @@ async fn pagination_follows_link_headers_newest_first() {
                 .iter()
                 .map(|i| i["lastSeen"].as_str().unwrap().to_string()),
         );
-        let link = headers["link"].to_str().unwrap().to_string();
-        let next = link
-            .split(", <")
-            .find(|l| l.contains("rel=\"next\""))
-            .unwrap()
-            .to_string();
-        if next.contains("results=\"false\"") {
-            break;
+        assert!(headers.contains_key("link"));
+        match crate::helpers::next_cursor(&headers) {
+            Some(next) => cursor = next,
+            None => break,
         }
-        cursor = next
-            .split("cursor=\"")
-            .nth(1)
-            .unwrap()
-            .trim_end_matches('"')
-            .to_string();
     }
     assert_eq!(seen.len(), 7);
     let mut sorted = seen.clone();

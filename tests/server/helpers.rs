@@ -117,21 +117,27 @@ impl TestServer {
                 .await;
             assert_eq!(status, 200, "{body}");
             out.extend(body.as_array().unwrap().iter().cloned());
-            let link = headers.get("link").unwrap().to_str().unwrap().to_string();
-            let next = link
-                .split(", <")
-                .find(|l| l.contains("rel=\"next\""))
-                .unwrap();
-            if !next.contains("results=\"true\"") {
-                return out;
+            match next_cursor(&headers) {
+                Some(next) => cursor = next,
+                None => return out,
             }
-            cursor = next
-                .split("cursor=\"")
-                .nth(1)
-                .unwrap()
-                .trim_end_matches('"')
-                .to_string();
         }
+    }
+
+    /// Adds an alert channel to the project through the API.
+    pub async fn add_channel(&self, body: serde_json::Value) {
+        let resp = self
+            .http
+            .post(format!(
+                "{}/api/0/projects/stackhound/default/alert-channels/",
+                self.base
+            ))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
     }
 
     /// Posts a body to the envelope endpoint with our auth header plus `headers`.
@@ -162,4 +168,15 @@ impl TestServer {
             h.await.unwrap().unwrap();
         }
     }
+}
+
+/// The cursor of the `rel="next"` link while it has `results="true"` (how sentry-cli pages).
+pub fn next_cursor(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    let link = headers.get("link")?.to_str().ok()?;
+    let next = link.split(", <").find(|l| l.contains("rel=\"next\""))?;
+    if !next.contains("results=\"true\"") {
+        return None;
+    }
+    let cursor = next.split("cursor=\"").nth(1)?.trim_end_matches('"');
+    Some(cursor.to_string())
 }

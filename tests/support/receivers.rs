@@ -59,6 +59,17 @@ impl Receiver {
         self.state.lock().unwrap().requests.clone()
     }
 
+    /// The `kind` of every webhook body received, in arrival order.
+    pub fn kinds(&self) -> Vec<String> {
+        self.requests()
+            .iter()
+            .map(|r| {
+                let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+                body["kind"].as_str().unwrap_or_default().to_string()
+            })
+            .collect()
+    }
+
     pub fn successes(&self) -> usize {
         self.requests().iter().filter(|r| r.status == 200).count()
     }
