@@ -6,22 +6,11 @@ use crate::clock::Clock;
 use crate::config::Limits;
 use crate::http;
 use crate::pipeline::{KeyCache, Pipeline};
-use crate::store::Store;
+use crate::store::{Backend, Store};
 use std::future::Future;
 use tokio::net::TcpListener;
 
-/// What every handler can reach. Cheap to clone (handles and `Arc`s only).
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Store,
-    pub pipeline: Pipeline,
-    pub keys: KeyCache,
-    pub clock: Clock,
-    pub limits: Limits,
-    /// Base URL clients use, without a trailing slash (DSNs, permalinks, Link headers).
-    pub public_url: String,
-    pub org: String,
-}
+pub use crate::http::AppState;
 
 /// Settings of one server instance.
 #[derive(Clone, Debug)]
@@ -34,6 +23,26 @@ pub struct Settings {
     pub background: bool,
     /// Where email alerts go.
     pub smtp: SmtpSettings,
+    /// Writer tasks committing ingest batches side by side (PostgreSQL; SQLite has one).
+    pub writers: usize,
+    /// How long a claimed alert stays hidden from other processes (its lease).
+    pub alert_lease: std::time::Duration,
+}
+
+impl Settings {
+    /// Defaults for a server at `public_url` on the system clock, workers on.
+    pub fn new(public_url: String) -> Settings {
+        Settings {
+            public_url,
+            org: "stackhound".into(),
+            limits: Limits::default(),
+            clock: Clock::System,
+            background: true,
+            smtp: SmtpSettings::default(),
+            writers: 4,
+            alert_lease: std::time::Duration::from_secs(120),
+        }
+    }
 }
 
 /// A started server: the state handlers share, and the tasks it owns.
@@ -47,11 +56,16 @@ pub struct Server {
 /// checkpoints, timed unmutes). Tests with a manual clock leave the periodic workers off and
 /// call their `run_due` steps themselves after moving the clock.
 pub fn start(store: Store, settings: Settings) -> Server {
+    let writers = match store.backend() {
+        Backend::Sqlite => 1,
+        Backend::Postgres => settings.writers.max(1),
+    };
     let (pipeline, writer) = Pipeline::start(
         store.clone(),
         settings.clock.clone(),
         settings.limits.queue_capacity,
         settings.limits.max_batch,
+        writers,
     );
     let state = AppState {
         keys: KeyCache::new(store.clone(), settings.clock.clone()),
@@ -62,9 +76,15 @@ pub fn start(store: Store, settings: Settings) -> Server {
         public_url: settings.public_url,
         org: settings.org,
     };
-    let mut background = vec![tokio::spawn(checkpoint_loop(store.clone()))];
+    let mut background = Vec::new();
+    if store.backend() == Backend::Sqlite {
+        background.push(tokio::spawn(checkpoint_loop(store.clone())));
+    }
     if settings.background {
-        background.push(tokio::spawn(unmute_loop(state.pipeline.clone())));
+        background.push(tokio::spawn(unmute_loop(
+            store.clone(),
+            state.clock.clone(),
+        )));
         match AlertWorker::new(
             store,
             state.clock.clone(),
@@ -72,7 +92,10 @@ pub fn start(store: Store, settings: Settings) -> Server {
             state.public_url.clone(),
             state.org.clone(),
         ) {
-            Ok(worker) => background.push(tokio::spawn(worker.run(std::future::pending()))),
+            Ok(mut worker) => {
+                worker.policy.lease = settings.alert_lease;
+                background.push(tokio::spawn(worker.run(std::future::pending())))
+            }
             Err(e) => tracing::error!(error = %e, "alert delivery is off: no HTTP client"),
         }
     }
@@ -128,19 +151,20 @@ pub async fn serve(
     start(store, settings).serve(listener, shutdown).await
 }
 
-/// Lifts time-limited mutes when their time has come, even if no event arrives.
-async fn unmute_loop(pipeline: Pipeline) {
+/// Lifts time-limited mutes when their time has come, even if no event arrives. Every process
+/// runs this; the store claims each due issue for one of them.
+async fn unmute_loop(store: Store, clock: Clock) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(e) = pipeline.unmute_due().await {
+        if let Err(e) = store.unmute_due(clock.now().timestamp_micros()).await {
             tracing::warn!(error = %e, "timed unmute failed");
         }
     }
 }
 
-/// Keeps the WAL short by checkpointing off the writer's path twice a second.
+/// Keeps the WAL short by checkpointing off the writer's path twice a second (SQLite only).
 async fn checkpoint_loop(store: Store) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

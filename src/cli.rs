@@ -5,7 +5,7 @@ use crate::app::{self, Settings};
 use crate::clock::Clock;
 use crate::config::{Common, Limits};
 use crate::store::projects::Project;
-use crate::store::Store;
+use crate::store::{Store, StoreOptions};
 use crate::{stress, token};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -118,6 +118,14 @@ pub enum TokenCommand {
 }
 
 /// `{scheme}://{key}@{host}{path}/{project_id}` from the public URL.
+/// Opens the database the settings name, with their pool size.
+async fn open_store(common: &Common) -> crate::store::Result<Store> {
+    let opts = StoreOptions {
+        pg_pool: common.db_pool,
+    };
+    Store::open_with(&common.database_url, &opts).await
+}
+
 pub fn dsn(public_url: &str, project: &Project) -> String {
     let (scheme, rest) = public_url.split_once("://").unwrap_or(("http", public_url));
     format!("{scheme}://{}@{rest}/{}", project.public_key, project.id)
@@ -164,7 +172,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let common = cli.common;
     match cli.command {
         Command::Serve { bind } => {
-            let store = Store::open(&common.database_url).await.with_context(|| {
+            let store = open_store(&common).await.with_context(|| {
                 format!(
                     "opening {}",
                     crate::config::redact_url(&common.database_url)
@@ -196,12 +204,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 clock,
                 background: true,
                 smtp,
+                writers: common.writers,
+                alert_lease: std::time::Duration::from_secs(common.alert_lease_secs),
             };
             app::serve(listener, store, settings, shutdown_signal()).await?;
             tracing::info!("stopped");
         }
         Command::Project(cmd) => {
-            let store = Store::open(&common.database_url).await?;
+            let store = open_store(&common).await?;
             let public_url = common.public_url_or("127.0.0.1:8000");
             match cmd {
                 ProjectCommand::Create { slug, name, json } => {
@@ -248,7 +258,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             store.close().await;
         }
         Command::Channel(cmd) => {
-            let store = Store::open(&common.database_url).await?;
+            let store = open_store(&common).await?;
             let project = |slug: String| {
                 let store = store.clone();
                 async move {
@@ -308,7 +318,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             store.close().await;
         }
         Command::Token(TokenCommand::Create { json }) => {
-            let store = Store::open(&common.database_url).await?;
+            let store = open_store(&common).await?;
             let t = create_token(&store, &clock, "cli").await?;
             if json {
                 println!("{}", serde_json::json!({ "token": t }));

@@ -41,6 +41,11 @@ impl Clock {
     }
 }
 
+/// A moment from microseconds since the epoch (out of range: the epoch itself).
+pub fn from_micros(us: i64) -> DateTime<Utc> {
+    Utc.timestamp_micros(us).single().unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

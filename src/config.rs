@@ -27,6 +27,21 @@ pub struct Common {
         global = true
     )]
     pub org: String,
+    /// PostgreSQL: connections per process (writers, people's changes, workers, reads).
+    #[arg(long, env = "STACKHOUND_DB_POOL", default_value_t = 10, global = true)]
+    pub db_pool: u32,
+    /// PostgreSQL: writer tasks committing ingest batches side by side (SQLite has one).
+    #[arg(long, env = "STACKHOUND_WRITERS", default_value_t = 4, global = true)]
+    pub writers: usize,
+    /// Seconds a claimed alert stays hidden from other processes; a process that dies
+    /// holding alerts leaves them to the others after this.
+    #[arg(
+        long,
+        env = "STACKHOUND_ALERT_LEASE_SECS",
+        default_value_t = 120,
+        global = true
+    )]
+    pub alert_lease_secs: u64,
 }
 
 // Hand-written so a password in the database URL never reaches a log line.
@@ -37,6 +52,9 @@ impl std::fmt::Debug for Common {
             .field("public_url", &self.public_url)
             .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
             .field("org", &self.org)
+            .field("db_pool", &self.db_pool)
+            .field("writers", &self.writers)
+            .field("alert_lease_secs", &self.alert_lease_secs)
             .finish()
     }
 }

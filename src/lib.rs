@@ -28,6 +28,7 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod event;
 pub mod grouping;
 pub mod http;
 pub mod issue;

@@ -8,13 +8,12 @@
 //! the request is refused (503) instead of growing memory.
 
 use crate::clock::Clock;
+use crate::event::{IssueSeed, NewEvent, Stored};
 use crate::grouping;
-use crate::issue::state::{Actor, Refusal, Transition};
 use crate::normalize;
 use crate::payload::StoredPayload;
 use crate::protocol::event;
-use crate::store::ingest::{IssueSeed, NewEvent, Stored, Writer};
-use crate::store::lifecycle::Change;
+use crate::store::ingest::Writer;
 use crate::store::Store;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -161,27 +160,15 @@ impl Counters {
     }
 }
 
-/// What the writer does, in arrival order: events are batched; commands run on their own.
+/// What a writer does, in arrival order: events are batched.
 enum Job {
     Event {
         event: Box<NewEvent>,
         reply: oneshot::Sender<Option<Stored>>,
     },
-    Change {
-        issue_ids: Vec<i64>,
-        change: Change,
-        actor: Actor,
-        reply: oneshot::Sender<Option<ChangeOutcome>>,
-    },
-    UnmuteDue {
-        reply: oneshot::Sender<Option<usize>>,
-    },
     /// Write what came before, then stop (shutdown).
     Stop,
 }
-
-/// Per issue: `None` when it does not exist, else the transition made or the refusal.
-pub type ChangeOutcome = Vec<(i64, Option<Result<Transition, Refusal>>)>;
 
 /// The handle request handlers use: submit an event, await its commit.
 #[derive(Clone)]
@@ -191,29 +178,66 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Starts the writer task; it ends once every `Pipeline` clone is dropped and the queue
-    /// is drained, which is how shutdown flushes.
+    /// Starts `writers` writer tasks on one queue (SQLite: one, its single writer; PostgreSQL:
+    /// several, committing side by side). They end once every `Pipeline` clone is dropped or
+    /// `stop` is called, and the queue is drained, which is how shutdown flushes.
     pub fn start(
         store: Store,
         clock: Clock,
         capacity: usize,
         max_batch: usize,
+        writers: usize,
     ) -> (Pipeline, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity);
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let counters = Arc::new(Counters::default());
-        let writer = tokio::spawn(run_writer(
-            store.writer(clock),
-            rx,
-            max_batch,
-            counters.clone(),
-        ));
+        let tasks: Vec<_> = (0..writers.max(1))
+            .map(|_| {
+                tokio::spawn(run_writer(
+                    store.writer(clock.clone()),
+                    rx.clone(),
+                    max_batch,
+                    counters.clone(),
+                ))
+            })
+            .collect();
+        let all = tokio::spawn(async move {
+            for t in tasks {
+                if let Err(e) = t.await {
+                    tracing::error!(error = %e, "writer task failed");
+                }
+            }
+        });
         (
             Pipeline {
                 queue: tx,
                 counters,
             },
-            writer,
+            all,
         )
+    }
+
+    /// The path of one accepted event: prepare it (see `prepare`) on this task, queue it, and
+    /// wait for its commit; answers the event id the client is told.
+    pub async fn ingest(
+        &self,
+        project_id: i64,
+        header_event_id: Option<&str>,
+        json: &[u8],
+        payload: impl FnOnce() -> StoredPayload,
+        received: f64,
+        sent_at: Option<f64>,
+    ) -> Result<String, IngestError> {
+        let prepared = prepare(
+            project_id,
+            header_event_id,
+            json,
+            payload,
+            received,
+            sent_at,
+        )?;
+        self.submit(prepared.event).await?;
+        Ok(prepared.event_id_hex)
     }
 
     /// Queues the event and waits until it is committed.
@@ -234,95 +258,48 @@ impl Pipeline {
         done.await.ok().flatten().ok_or(IngestError::StoreFailed)
     }
 
-    /// A person's status change of some issues, made by the writer (every write to an issue's
-    /// state goes through it). Waits for a queue slot rather than refusing.
-    pub async fn change_status(
-        &self,
-        issue_ids: Vec<i64>,
-        change: Change,
-        actor: Actor,
-    ) -> Result<ChangeOutcome, IngestError> {
-        let (reply, done) = oneshot::channel();
-        let job = Job::Change {
-            issue_ids,
-            change,
-            actor,
-            reply,
-        };
-        self.queue
-            .send(job)
-            .await
-            .map_err(|_| IngestError::StoreFailed)?;
-        done.await.ok().flatten().ok_or(IngestError::StoreFailed)
-    }
-
-    /// Unmutes muted issues whose time limit has passed (the background unmuter, and tests
-    /// after moving the manual clock).
-    pub async fn unmute_due(&self) -> Result<usize, IngestError> {
-        let (reply, done) = oneshot::channel();
-        self.queue
-            .send(Job::UnmuteDue { reply })
-            .await
-            .map_err(|_| IngestError::StoreFailed)?;
-        done.await.ok().flatten().ok_or(IngestError::StoreFailed)
-    }
-
-    /// Asks the writer to finish what is queued and stop; later submissions fail.
+    /// Asks the writers to finish what is queued and stop; later submissions fail.
     pub async fn stop(&self) {
         let _ = self.queue.send(Job::Stop).await;
     }
 
-    /// How many events wait for the writer now.
+    /// How many events wait for a writer now.
     pub fn queued(&self) -> usize {
         self.queue.max_capacity() - self.queue.capacity()
     }
 }
 
+/// One writer: takes what is queued (up to `max_batch`) while holding the queue, lets the next
+/// writer take the following batch, and commits its own.
 async fn run_writer(
     mut writer: Writer,
-    mut rx: mpsc::Receiver<Job>,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
     max_batch: usize,
     counters: Arc<Counters>,
 ) {
     let mut jobs = Vec::with_capacity(max_batch);
-    while rx.recv_many(&mut jobs, max_batch).await > 0 {
+    loop {
+        let n = rx.lock().await.recv_many(&mut jobs, max_batch).await;
+        if n == 0 {
+            break;
+        }
         let mut events = Vec::with_capacity(jobs.len());
         let mut replies = Vec::with_capacity(jobs.len());
+        let mut stop = false;
         for job in jobs.drain(..) {
             match job {
                 Job::Event { event, reply } => {
                     events.push(*event);
                     replies.push(reply);
                 }
-                // Commands are rare: run each at once, after the events queued before it.
-                Job::Change {
-                    issue_ids,
-                    change,
-                    actor,
-                    reply,
-                } => {
-                    write_events(&mut writer, &mut events, &mut replies, &counters).await;
-                    let r = writer.change_status(&issue_ids, &change, actor).await;
-                    if let Err(e) = &r {
-                        tracing::error!(error = %e, "status change failed");
-                    }
-                    let _ = reply.send(r.ok());
-                }
-                Job::Stop => {
-                    write_events(&mut writer, &mut events, &mut replies, &counters).await;
-                    rx.close();
-                }
-                Job::UnmuteDue { reply } => {
-                    write_events(&mut writer, &mut events, &mut replies, &counters).await;
-                    let r = writer.unmute_due().await;
-                    if let Err(e) = &r {
-                        tracing::error!(error = %e, "timed unmute failed");
-                    }
-                    let _ = reply.send(r.ok());
-                }
+                Job::Stop => stop = true,
             }
         }
         write_events(&mut writer, &mut events, &mut replies, &counters).await;
+        if stop {
+            // Later submissions fail; the writers drain what is queued and end.
+            rx.lock().await.close();
+        }
     }
     tracing::debug!("writer drained and stopped");
 }

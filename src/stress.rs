@@ -52,8 +52,9 @@ pub enum BodyEncoding {
 #[derive(Debug, Clone, clap::Args)]
 pub struct StressArgs {
     /// DSN of the target project, e.g. http://KEY@127.0.0.1:8000/1 (loopback hosts only).
-    #[arg(long)]
-    pub dsn: String,
+    /// Repeat to spread the load over several servers: connection i goes to DSN i mod n.
+    #[arg(long, required = true)]
+    pub dsn: Vec<String>,
     /// Number of concurrent connections, each sending requests one after another.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrency: u32,
@@ -102,6 +103,8 @@ pub struct Report {
     pub elapsed_s: f64,
     /// Size of one request body in bytes (of the first variant), to compare encodings.
     pub body_bytes: usize,
+    /// 2xx answers per `--dsn`, in the order given.
+    pub accepted_per_dsn: Vec<u64>,
     /// CPU seconds this process used during the run (Linux only); only meaningful when the
     /// server runs in another process.
     pub client_cpu_s: Option<f64>,
@@ -123,6 +126,10 @@ impl Report {
             self.errors_5xx,
             self.transport_errors
         );
+        if self.accepted_per_dsn.len() > 1 {
+            let per: Vec<String> = self.accepted_per_dsn.iter().map(u64::to_string).collect();
+            line.push_str(&format!("; accepted per DSN {}", per.join(" / ")));
+        }
         if let (Some(cpu), true) = (self.client_cpu_s, self.sent > 0) {
             let per_req = cpu * 1e6 / self.sent as f64;
             line.push_str(&format!("; client CPU {per_req:.1} us/request"));
@@ -427,13 +434,36 @@ fn fresh_id(rng: &mut SmallRng) -> [u8; ID_LEN] {
     out
 }
 
-/// State shared by the workers.
-struct Shared {
-    variants: Vec<Variant>,
+/// One server to send to, with its request parts prepared.
+struct Endpoint {
     target: Target,
     uri: Uri,
     host: HeaderValue,
     auth: HeaderValue,
+}
+
+impl Endpoint {
+    fn new(dsn: &str) -> anyhow::Result<Self> {
+        let target = parse_dsn(dsn)?;
+        let auth = format!(
+            "Sentry sentry_key={}, sentry_version=7, sentry_client=stackhound-stress/{}",
+            target.public_key,
+            env!("CARGO_PKG_VERSION")
+        );
+        Ok(Endpoint {
+            uri: target.envelope_path.parse().context("DSN path")?,
+            host: HeaderValue::from_str(&target.authority).context("DSN host")?,
+            auth: HeaderValue::from_str(&auth).context("DSN key")?,
+            target,
+        })
+    }
+}
+
+/// State shared by the workers.
+struct Shared {
+    variants: Vec<Variant>,
+    /// One per `--dsn`; worker i sends to `endpoints[i % len]`.
+    endpoints: Vec<Endpoint>,
     content_encoding: Option<HeaderValue>,
     deadline: TokioInstant,
     /// Past this, in-flight requests are abandoned so the run always ends.
@@ -446,6 +476,8 @@ struct Shared {
 
 #[derive(Default)]
 struct WorkerStats {
+    /// Index of the endpoint (summed stats: unused).
+    endpoint: usize,
     sent: u64,
     accepted: u64,
     rejected_4xx: u64,
@@ -476,9 +508,11 @@ async fn connect(addrs: &[SocketAddr]) -> anyhow::Result<SendRequest<Full<Bytes>
 
 /// One worker: owns one keep-alive connection and sends requests back to back on it,
 /// reconnecting when it breaks.
-async fn worker(shared: Arc<Shared>, seed: u64) -> WorkerStats {
+async fn worker(shared: Arc<Shared>, seed: u64, endpoint: usize) -> WorkerStats {
     let mut rng = SmallRng::seed_from_u64(seed);
+    let ep = &shared.endpoints[endpoint];
     let mut stats = WorkerStats {
+        endpoint,
         latencies_us: Vec::with_capacity(8192),
         ..Default::default()
     };
@@ -490,8 +524,7 @@ async fn worker(shared: Arc<Shared>, seed: u64) -> WorkerStats {
     while TokioInstant::now() < shared.deadline {
         let sender = match &mut conn {
             Some(sender) => sender,
-            None => match tokio::time::timeout_at(shared.deadline, connect(&shared.target.addrs))
-                .await
+            None => match tokio::time::timeout_at(shared.deadline, connect(&ep.target.addrs)).await
             {
                 Ok(Ok(sender)) => conn.insert(sender),
                 Ok(Err(e)) => {
@@ -520,9 +553,9 @@ async fn worker(shared: Arc<Shared>, seed: u64) -> WorkerStats {
         let body = variant.body(&fresh_id(&mut rng), &ts);
         let mut req = Request::new(Full::new(Bytes::from(body)));
         *req.method_mut() = Method::POST;
-        *req.uri_mut() = shared.uri.clone();
+        *req.uri_mut() = ep.uri.clone();
         let headers = req.headers_mut();
-        headers.insert(HOST, shared.host.clone());
+        headers.insert(HOST, ep.host.clone());
         headers.insert(
             USER_AGENT,
             HeaderValue::from_static(concat!("stackhound-stress/", env!("CARGO_PKG_VERSION"))),
@@ -531,10 +564,7 @@ async fn worker(shared: Arc<Shared>, seed: u64) -> WorkerStats {
             CONTENT_TYPE,
             HeaderValue::from_static("application/x-sentry-envelope"),
         );
-        headers.insert(
-            HeaderName::from_static("x-sentry-auth"),
-            shared.auth.clone(),
-        );
+        headers.insert(HeaderName::from_static("x-sentry-auth"), ep.auth.clone());
         if let Some(enc) = &shared.content_encoding {
             headers.insert(CONTENT_ENCODING, enc.clone());
         }
@@ -616,15 +646,22 @@ fn percentile_ms(sorted_us: &[u32], p: f64) -> f64 {
     f64::from(sorted_us[rank - 1]) / 1000.0
 }
 
-/// Starts the workers and sums up their statistics.
-async fn drive(shared: Arc<Shared>, concurrency: u32) -> anyhow::Result<WorkerStats> {
+/// Starts the workers, connection i on endpoint i mod n, and sums up their statistics; also
+/// returns the accepted count per endpoint.
+async fn drive(shared: Arc<Shared>, concurrency: u32) -> anyhow::Result<(WorkerStats, Vec<u64>)> {
     let seed: u64 = rand::rng().random();
+    let n = shared.endpoints.len();
     let workers: Vec<_> = (0..concurrency)
-        .map(|i| tokio::spawn(worker(shared.clone(), seed.wrapping_add(u64::from(i)))))
+        .map(|i| {
+            let seed = seed.wrapping_add(u64::from(i));
+            tokio::spawn(worker(shared.clone(), seed, i as usize % n))
+        })
         .collect();
     let mut total = WorkerStats::default();
+    let mut per_endpoint = vec![0; n];
     for handle in workers {
         let stats = handle.await.context("stress worker panicked")?;
+        per_endpoint[stats.endpoint] += stats.accepted;
         total.sent += stats.sent;
         total.accepted += stats.accepted;
         total.rejected_4xx += stats.rejected_4xx;
@@ -633,7 +670,7 @@ async fn drive(shared: Arc<Shared>, concurrency: u32) -> anyhow::Result<WorkerSt
         total.transport += stats.transport;
         total.latencies_us.extend_from_slice(&stats.latencies_us);
     }
-    Ok(total)
+    Ok((total, per_endpoint))
 }
 
 /// Runs the load, prints the summary (and the JSON report with `--json`), returns the report.
@@ -653,7 +690,21 @@ pub async fn run_quiet(args: &StressArgs) -> anyhow::Result<Report> {
     if !(args.duration.is_finite() && args.duration > 0.0 && args.duration <= 86_400.0) {
         bail!("--duration must be between 0 and 86400 seconds");
     }
-    let target = parse_dsn(&args.dsn)?;
+    if args.dsn.is_empty() {
+        bail!("--dsn is required");
+    }
+    if args.dsn.len() > args.concurrency as usize {
+        bail!(
+            "--concurrency {} is less than the number of --dsn values ({}): some would get no connection",
+            args.concurrency,
+            args.dsn.len()
+        );
+    }
+    let endpoints = args
+        .dsn
+        .iter()
+        .map(|dsn| Endpoint::new(dsn))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let payload = match &args.payload {
         Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
         None => DEFAULT_PAYLOAD.to_vec(),
@@ -661,24 +712,16 @@ pub async fn run_quiet(args: &StressArgs) -> anyhow::Result<Report> {
     let variants = build_variants(&payload, args.issues, args.compress)?;
     // The size of one body as sent (the first variant with the all-zero id).
     let body_bytes = variants[0].body(&[b'0'; ID_LEN], &[b'0'; TS_LEN]).len();
-    let auth = format!(
-        "Sentry sentry_key={}, sentry_version=7, sentry_client=stackhound-stress/{}",
-        target.public_key,
-        env!("CARGO_PKG_VERSION")
-    );
     let start = TokioInstant::now();
     let deadline = start + Duration::from_secs_f64(args.duration);
     let shared = Arc::new(Shared {
-        uri: target.envelope_path.parse().context("DSN path")?,
-        host: HeaderValue::from_str(&target.authority).context("DSN host")?,
-        auth: HeaderValue::from_str(&auth).context("DSN key")?,
+        endpoints,
         content_encoding: match args.compress {
             BodyEncoding::Gzip => Some(HeaderValue::from_static("gzip")),
             BodyEncoding::Br => Some(HeaderValue::from_static("br")),
             BodyEncoding::Identity => None,
         },
         variants,
-        target,
         deadline,
         hard_deadline: deadline + Duration::from_secs(10),
         max_events: args.max_events,
@@ -706,7 +749,7 @@ pub async fn run_quiet(args: &StressArgs) -> anyhow::Result<Report> {
             let _ = done_tx.send(result);
         })
         .context("spawning the stress thread")?;
-    let mut total = done_rx.await.context("stress thread died")??;
+    let (mut total, accepted_per_dsn) = done_rx.await.context("stress thread died")??;
     let elapsed_s = start.elapsed().as_secs_f64();
     let client_cpu_s = cpu_before.zip(process_cpu_seconds()).map(|(a, b)| b - a);
     total.latencies_us.sort_unstable();
@@ -722,6 +765,7 @@ pub async fn run_quiet(args: &StressArgs) -> anyhow::Result<Report> {
         p99_ms: percentile_ms(&total.latencies_us, 0.99),
         elapsed_s,
         body_bytes,
+        accepted_per_dsn,
         client_cpu_s,
     })
 }
@@ -963,7 +1007,7 @@ mod tests {
         tokio::spawn(async move { axum::serve(listener, app).await });
 
         let args = StressArgs {
-            dsn: format!("http://key1@127.0.0.1:{port}/1"),
+            dsn: vec![format!("http://key1@127.0.0.1:{port}/1")],
             concurrency: 4,
             duration: 20.0,
             payload: None,
@@ -988,6 +1032,52 @@ mod tests {
         assert!(report.elapsed_s < 19.0, "max-events must end the run early");
     }
 
+    /// Several `--dsn`: the connections are spread round-robin and counted per DSN.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn several_dsns_share_the_connections() {
+        use axum::extract::State;
+        use std::sync::atomic::AtomicU64;
+
+        async fn handler(State(hits): State<Arc<AtomicU64>>, body: Bytes) -> StatusCode {
+            parse_envelope(&body);
+            hits.fetch_add(1, Ordering::Relaxed);
+            StatusCode::OK
+        }
+        let mut dsns = Vec::new();
+        let mut hits = Vec::new();
+        for key in ["a", "b", "c"] {
+            let counter = Arc::new(AtomicU64::new(0));
+            let app = axum::Router::new()
+                .route("/api/{project_id}/envelope/", axum::routing::post(handler))
+                .with_state(counter.clone());
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            dsns.push(format!("http://{key}@127.0.0.1:{port}/1"));
+            hits.push(counter);
+        }
+        let mut args = StressArgs {
+            dsn: dsns,
+            concurrency: 6,
+            duration: 20.0,
+            payload: None,
+            compress: BodyEncoding::Identity,
+            issues: 2,
+            max_events: Some(600),
+            json: false,
+        };
+        let report = run_quiet(&args).await.unwrap();
+        assert_eq!(report.accepted, 600);
+        let served: Vec<u64> = hits.iter().map(|h| h.load(Ordering::Relaxed)).collect();
+        assert_eq!(report.accepted_per_dsn, served);
+        assert!(served.iter().all(|&n| n > 0), "{served:?}");
+        assert!(report.summary().contains("accepted per DSN"));
+
+        args.concurrency = 2;
+        let err = run_quiet(&args).await.unwrap_err().to_string();
+        assert!(err.contains("--concurrency"), "{err}");
+    }
+
     #[tokio::test]
     async fn unreachable_server_ends_with_transport_errors() {
         // Bind then drop to get a port nobody listens on.
@@ -997,7 +1087,7 @@ mod tests {
             .unwrap()
             .port();
         let args = StressArgs {
-            dsn: format!("http://k@127.0.0.1:{port}/1"),
+            dsn: vec![format!("http://k@127.0.0.1:{port}/1")],
             concurrency: 2,
             duration: 0.3,
             payload: None,

@@ -7,11 +7,17 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use stackhound::alert::{AlertWorker, SmtpSettings};
 use stackhound::clock::Clock;
+use stackhound::event::Stored;
 use stackhound::payload::StoredPayload;
 use stackhound::store::alerts::{Channel, OutboxRow};
-use stackhound::store::ingest::Stored;
 use stackhound::store::Store;
 use tokio::net::TcpListener;
+
+// First, so that `both_backends!` is in scope below.
+#[path = "support/backend.rs"]
+#[macro_use]
+mod backend;
+use backend::{Backend, TestDb};
 
 const PAYLOAD: &str =
     r#"{"reason":"first event","environment":"production","level":"error","release":"1.0.0"}"#;
@@ -23,7 +29,7 @@ mod receivers;
 use receivers::{smtp_sink, Receiver, Request};
 
 // ---------------------------------------------------------------------------------------------
-// A database with a project and one issue, and a worker on a manual clock
+// A database (SQLite or PostgreSQL) with a project and one issue, and a worker on a manual clock
 
 struct Fixture {
     store: Store,
@@ -31,19 +37,18 @@ struct Fixture {
     project_id: i64,
     issue_id: i64,
     worker: AlertWorker,
-    _dir: tempfile::TempDir,
+    /// Last, so it is dropped after the store and the worker.
+    _db: TestDb,
 }
 
 impl Fixture {
-    async fn new() -> Fixture {
-        Fixture::with_smtp(SmtpSettings::default()).await
+    async fn new(backend: Backend) -> Fixture {
+        Fixture::with_smtp(backend, SmtpSettings::default()).await
     }
 
-    async fn with_smtp(smtp: SmtpSettings) -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_path(&dir.path().join("alerts.db"))
-            .await
-            .unwrap();
+    async fn with_smtp(backend: Backend, smtp: SmtpSettings) -> Fixture {
+        let db = TestDb::new(backend).await;
+        let store = db.open().await;
         let clock = Clock::manual(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
         let now = clock.now().timestamp_micros();
         let project = store
@@ -76,7 +81,7 @@ impl Fixture {
             project_id: project.id,
             issue_id: stored.issue_id,
             worker,
-            _dir: dir,
+            _db: db,
         }
     }
 
@@ -156,9 +161,9 @@ fn header<'a>(r: &'a Request, name: &str) -> Option<&'a str> {
 
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test]
-async fn webhook_gets_the_whole_issue_signed() {
-    let f = Fixture::new().await;
+both_backends!(webhook_gets_the_whole_issue_signed);
+async fn webhook_gets_the_whole_issue_signed(backend: Backend) {
+    let f = Fixture::new(backend).await;
     let rx = Receiver::start(0).await;
     let signed = f
         .channel(
@@ -227,9 +232,9 @@ async fn webhook_gets_the_whole_issue_signed() {
     assert_eq!(rx.requests().len(), 2);
 }
 
-#[tokio::test]
-async fn slack_gets_readable_text_and_blocks() {
-    let f = Fixture::new().await;
+both_backends!(slack_gets_readable_text_and_blocks);
+async fn slack_gets_readable_text_and_blocks(backend: Backend) {
+    let f = Fixture::new(backend).await;
     let rx = Receiver::start(0).await;
     f.channel("slack", json!({"url": rx.url("/services/T0/B0/X")}))
         .await;
@@ -264,14 +269,14 @@ async fn slack_gets_readable_text_and_blocks() {
     assert_eq!(f.alerts().await[0].status, "delivered");
 }
 
-#[tokio::test]
-async fn email_arrives_with_plain_and_html_parts() {
+both_backends!(email_arrives_with_plain_and_html_parts);
+async fn email_arrives_with_plain_and_html_parts(backend: Backend) {
     let (addr, mails) = smtp_sink().await;
     let smtp = SmtpSettings::from_url(&format!(
         "smtp://{addr}?from=Stackhound%20%3Calerts%40example.com%3E"
     ))
     .unwrap();
-    let f = Fixture::with_smtp(smtp).await;
+    let f = Fixture::with_smtp(backend, smtp).await;
     let channel = f
         .channel(
             "email",
@@ -319,9 +324,9 @@ async fn email_arrives_with_plain_and_html_parts() {
     assert_eq!(row.last_status, None);
 }
 
-#[tokio::test]
-async fn failing_receiver_gets_the_alert_once_after_backoff() {
-    let f = Fixture::new().await;
+both_backends!(failing_receiver_gets_the_alert_once_after_backoff);
+async fn failing_receiver_gets_the_alert_once_after_backoff(backend: Backend) {
+    let f = Fixture::new(backend).await;
     let rx = Receiver::start(2).await;
     let channel = f
         .channel(
@@ -391,9 +396,9 @@ async fn failing_receiver_gets_the_alert_once_after_backoff() {
     assert!(row.delivered_at.is_some());
 }
 
-#[tokio::test]
-async fn dead_receiver_fails_after_max_attempts() {
-    let f = Fixture::new().await;
+both_backends!(dead_receiver_fails_after_max_attempts);
+async fn dead_receiver_fails_after_max_attempts(backend: Backend) {
+    let f = Fixture::new(backend).await;
     let rx = Receiver::start(usize::MAX).await;
     let channel = f.channel("webhook", json!({"url": rx.url("/dead")})).await;
     f.enqueue("new_issue", "new_issue:dead").await;
@@ -420,9 +425,9 @@ async fn dead_receiver_fails_after_max_attempts() {
     assert_eq!(log[0].status, "failed");
 }
 
-#[tokio::test]
-async fn unreachable_receiver_is_retried_with_the_error_logged() {
-    let f = Fixture::new().await;
+both_backends!(unreachable_receiver_is_retried_with_the_error_logged);
+async fn unreachable_receiver_is_retried_with_the_error_logged(backend: Backend) {
+    let f = Fixture::new(backend).await;
     // A port nobody listens on: bound, then released.
     let port = {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -446,9 +451,9 @@ async fn unreachable_receiver_is_retried_with_the_error_logged() {
         .starts_with("request failed"));
 }
 
-#[tokio::test]
-async fn the_same_key_twice_is_one_alert() {
-    let f = Fixture::new().await;
+both_backends!(the_same_key_twice_is_one_alert);
+async fn the_same_key_twice_is_one_alert(backend: Backend) {
+    let f = Fixture::new(backend).await;
     let rx = Receiver::start(0).await;
     f.channel("webhook", json!({"url": rx.url("/once")})).await;
 
@@ -462,9 +467,9 @@ async fn the_same_key_twice_is_one_alert() {
     assert_eq!(rx.requests().len(), 1);
 }
 
-#[tokio::test]
-async fn deleted_channel_and_bad_config_give_up_at_once() {
-    let f = Fixture::new().await;
+both_backends!(deleted_channel_and_bad_config_give_up_at_once);
+async fn deleted_channel_and_bad_config_give_up_at_once(backend: Backend) {
+    let f = Fixture::new(backend).await;
     let gone = f
         .channel("webhook", json!({"url": "http://127.0.0.1:9/"}))
         .await;
@@ -492,9 +497,9 @@ async fn deleted_channel_and_bad_config_give_up_at_once() {
     assert_eq!(f.worker.run_due().await, 0);
 }
 
-#[tokio::test]
-async fn a_new_issue_from_ingest_is_alerted() {
-    let f = Fixture::new().await;
+both_backends!(a_new_issue_from_ingest_is_alerted);
+async fn a_new_issue_from_ingest_is_alerted(backend: Backend) {
+    let f = Fixture::new(backend).await;
     let rx = Receiver::start(0).await;
     f.channel("webhook", json!({"url": rx.url("/hook"), "secret": SECRET}))
         .await;
@@ -521,9 +526,9 @@ async fn a_new_issue_from_ingest_is_alerted() {
     assert_eq!(row.status, "delivered");
 }
 
-#[tokio::test]
-async fn the_production_loop_delivers_and_stops_on_shutdown() {
-    let f = Fixture::new().await;
+both_backends!(the_production_loop_delivers_and_stops_on_shutdown);
+async fn the_production_loop_delivers_and_stops_on_shutdown(backend: Backend) {
+    let f = Fixture::new(backend).await;
     let rx = Receiver::start(0).await;
     f.channel("webhook", json!({"url": rx.url("/loop")})).await;
     f.enqueue("new_issue", "new_issue:loop").await;
@@ -546,9 +551,9 @@ async fn the_production_loop_delivers_and_stops_on_shutdown() {
     assert_eq!(f.alerts().await[0].status, "delivered");
 }
 
-#[tokio::test]
-async fn missing_issue_gives_up() {
-    let f = Fixture::new().await;
+both_backends!(missing_issue_gives_up);
+async fn missing_issue_gives_up(backend: Backend) {
+    let f = Fixture::new(backend).await;
     let rx = Receiver::start(0).await;
     f.channel("webhook", json!({"url": rx.url("/x")})).await;
     let now = f.clock.now().timestamp_micros();

@@ -1,12 +1,12 @@
 //! Pure rendering of one alert into the bodies each channel kind sends.
 //!
-//! Everything here is a function of its input: the alert's kind and stored payload (fixed when
-//! the transition happened) plus the issue as it is now (title, count), so a retried alert
-//! shows the issue's current figures while still telling why it was raised.
+//! Everything here is a function of its input: the alert's kind and stored payload, and the
+//! issue as it was at the transition that raised the alert (its snapshot, written with the
+//! alert), so a delivery after a later change still tells what was true then.
 
 use super::AlertKind;
+use crate::issue::model::Issue;
 use crate::issue::view::{iso, issue_json};
-use crate::store::issues::IssueRow;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -18,7 +18,7 @@ pub struct AlertInput<'a> {
     /// The outbox payload as written by the transition:
     /// `{"reason", "environment", "level", "release"}`; unreadable payloads render with defaults.
     pub payload: &'a str,
-    pub issue: &'a IssueRow,
+    pub issue: &'a Issue,
     /// Base URL of the server, without a trailing slash.
     pub public_url: &'a str,
     pub org: &'a str,
@@ -327,8 +327,8 @@ fn truncate(s: &str, max: usize) -> String {
 mod tests {
     use super::*;
 
-    fn issue() -> IssueRow {
-        IssueRow {
+    fn issue() -> Issue {
+        Issue {
             id: 42,
             project_id: 1,
             project_slug: "default".into(),
@@ -349,7 +349,7 @@ mod tests {
         }
     }
 
-    fn input<'a>(kind: &'a str, payload: &'a str, issue: &'a IssueRow) -> AlertInput<'a> {
+    fn input<'a>(kind: &'a str, payload: &'a str, issue: &'a Issue) -> AlertInput<'a> {
         AlertInput {
             kind,
             payload,

@@ -3,6 +3,7 @@
 use super::deliver::{deliver, SmtpSettings};
 use super::render::{render, AlertInput};
 use crate::clock::Clock;
+use crate::issue::model::Issue;
 use crate::store::alerts::{Attempt, OutboxRow};
 use crate::store::Store;
 use std::future::Future;
@@ -68,6 +69,8 @@ pub struct AlertWorker {
     pub public_url: String,
     pub org: String,
     pub policy: RetryPolicy,
+    /// Names this process in the leases it takes (`host:pid:random`).
+    pub instance: String,
 }
 
 impl AlertWorker {
@@ -90,6 +93,7 @@ impl AlertWorker {
             public_url: public_url.trim_end_matches('/').to_string(),
             org,
             policy: RetryPolicy::default(),
+            instance: instance_id(),
         })
     }
 
@@ -100,7 +104,12 @@ impl AlertWorker {
         let lease = i64::try_from(self.policy.lease.as_micros()).unwrap_or(i64::MAX);
         let rows = match self
             .store
-            .claim_due_alerts(now, now.saturating_add(lease), self.policy.batch.max(1))
+            .claim_due_alerts(
+                &self.instance,
+                now,
+                now.saturating_add(lease),
+                self.policy.batch.max(1),
+            )
             .await
         {
             Ok(rows) => rows,
@@ -150,9 +159,17 @@ impl AlertWorker {
                 tracing::warn!(alert = row.id, attempts = row.attempts + 1, %error, "alert delivery given up")
             }
         }
-        if let Err(e) = self.store.record_attempt(row.id, &attempt, now).await {
+        match self.store.record_attempt(row, &attempt, now).await {
+            Ok(true) => {}
+            // Our lease ran out and another process took the row over: its attempt counts.
+            Ok(false) => tracing::warn!(
+                alert = row.id,
+                "alert lease lost before its attempt was recorded"
+            ),
             // The lease runs out and the row is claimed again: a repeat, never a loss.
-            tracing::error!(alert = row.id, error = %e, "could not record an alert attempt");
+            Err(e) => {
+                tracing::error!(alert = row.id, error = %e, "could not record an alert attempt")
+            }
         }
     }
 
@@ -166,10 +183,15 @@ impl AlertWorker {
             Ok(None) => return gave_up(format!("channel {} was deleted", row.channel_id)),
             Err(e) => return self.failed(row, None, format!("database: {e}"), false),
         };
-        let issue = match self.store.issue(row.issue_id).await {
-            Ok(Some(i)) => i,
-            Ok(None) => return gave_up(format!("issue {} no longer exists", row.issue_id)),
-            Err(e) => return self.failed(row, None, format!("database: {e}"), false),
+        // The issue as it was at its transition (written with the alert); rows written before
+        // snapshots existed fall back to the issue as it is now.
+        let issue = match snapshot(&row.payload) {
+            Some(i) => i,
+            None => match self.store.issue(row.issue_id).await {
+                Ok(Some(i)) => i,
+                Ok(None) => return gave_up(format!("issue {} no longer exists", row.issue_id)),
+                Err(e) => return self.failed(row, None, format!("database: {e}"), false),
+            },
         };
         let rendered = render(&AlertInput {
             kind: &row.kind,
@@ -219,6 +241,22 @@ impl AlertWorker {
             next_at: now.saturating_add(wait),
         }
     }
+}
+
+/// The issue snapshot an outbox payload carries (`{"issue": {...}}`), if it has one.
+fn snapshot(payload: &str) -> Option<Issue> {
+    let mut v: serde_json::Value = serde_json::from_str(payload).ok()?;
+    serde_json::from_value(v.get_mut("issue")?.take()).ok()
+}
+
+/// This process's name in leases: which process holds a claimed row, for operators and tests.
+pub fn instance_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    format!(
+        "{host}:{}:{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
 }
 
 #[cfg(test)]

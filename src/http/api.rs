@@ -2,12 +2,12 @@
 //! camelCase, `Link` header pagination) so sentry-cli and existing scripts can read it.
 
 use super::error_response;
-use crate::app::AppState;
+use super::AppState;
 use crate::issue;
 use crate::normalize;
 use crate::protocol::event;
 use crate::store::events::EventRow;
-use crate::store::issues::{IssueFilter, IssueRow};
+use crate::store::issues::{Issue, IssueFilter};
 use crate::token;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -65,7 +65,7 @@ pub async fn authenticate(app: &AppState, headers: &HeaderMap) -> ApiResult<i64>
 pub use crate::issue::view::iso;
 
 /// The Sentry issue (group) object.
-pub fn issue_json(app: &AppState, row: &IssueRow) -> Value {
+pub fn issue_json(app: &AppState, row: &Issue) -> Value {
     crate::issue::view::issue_json(row, &app.public_url, &app.org)
 }
 
@@ -153,7 +153,7 @@ pub async fn list_issues(
 }
 
 /// A numeric issue id, or a short id like `DEFAULT-3`.
-pub async fn find_issue(app: &AppState, id: &str) -> ApiResult<IssueRow> {
+pub async fn find_issue(app: &AppState, id: &str) -> ApiResult<Issue> {
     if let Ok(n) = id.parse::<i64>() {
         return app.store.issue(n).await?.ok_or_else(|| not_found("issue"));
     }

@@ -7,9 +7,9 @@
 //! `{"detail": ...}`; nothing the client sends can make this panic.
 
 use super::ingest_error_response;
-use crate::app::AppState;
+use super::AppState;
 use crate::payload::{StoredPayload, MAX_RAW_BODY};
-use crate::pipeline::{self, IngestError};
+use crate::pipeline::IngestError;
 use crate::protocol::auth::{self, AuthError, AuthSources};
 use crate::protocol::compression::{self, DecodeError, Encoding};
 use crate::protocol::envelope::{self, EnvelopeError, ItemType};
@@ -191,16 +191,18 @@ async fn ingest_envelope(
                         StoredPayload::compress(item.payload)
                     }
                 };
-                let prepared = pipeline::prepare(
-                    pid,
-                    env.event_id.as_deref(),
-                    item.payload,
-                    payload,
-                    received,
-                    env.sent_at,
-                )?;
-                app.pipeline.submit(prepared.event).await?;
-                answer = Some(prepared.event_id_hex);
+                let id = app
+                    .pipeline
+                    .ingest(
+                        pid,
+                        env.event_id.as_deref(),
+                        item.payload,
+                        payload,
+                        received,
+                        env.sent_at,
+                    )
+                    .await?;
+                answer = Some(id);
             }
             other => app.pipeline.counters.dropped_item(other.as_str()),
         }
@@ -236,14 +238,16 @@ async fn ingest_store(
         return Err(Reject::new(413, "event exceeds the size limit"));
     }
     let received = app.clock.now_secs();
-    let prepared = pipeline::prepare(
-        pid,
-        None,
-        &json,
-        || StoredPayload::compress(&json),
-        received,
-        None,
-    )?;
-    app.pipeline.submit(prepared.event).await?;
-    Ok(Some(prepared.event_id_hex))
+    let id = app
+        .pipeline
+        .ingest(
+            pid,
+            None,
+            &json,
+            || StoredPayload::compress(&json),
+            received,
+            None,
+        )
+        .await?;
+    Ok(Some(id))
 }

@@ -3,7 +3,7 @@
 //! settings and alert channels of the lifecycle.
 
 use super::api::{authenticate, find_issue, issue_json, not_found, ApiError, ApiResult};
-use crate::app::AppState;
+use super::AppState;
 use crate::issue::request::{parse_update, Change, Update};
 use crate::issue::state::{Actor, Refusal};
 use crate::issue::view::iso;
@@ -51,10 +51,8 @@ async fn change(
         Option<Result<crate::issue::state::Transition, Refusal>>,
     )>,
 > {
-    app.pipeline
-        .change_status(ids, change, actor)
-        .await
-        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
+    let now = app.clock.now().timestamp_micros();
+    Ok(app.store.change_status(&ids, &change, actor, now).await?)
 }
 
 /// `PUT /api/0/issues/{id}/`: answers the issue as it is afterwards.
@@ -176,7 +174,7 @@ pub async fn bulk_update(
 }
 
 /// One history row in the API's shape.
-pub fn activity_json(a: &crate::store::issues::Activity) -> Value {
+pub fn activity_json(a: &crate::issue::model::Activity) -> Value {
     let user = a
         .actor
         .strip_prefix("token:")

@@ -5,13 +5,29 @@ pub mod ingest;
 pub mod lifecycle;
 pub mod sink;
 
-use crate::app::AppState;
+use crate::clock::Clock;
+use crate::config::Limits;
+use crate::pipeline::{KeyCache, Pipeline};
+use crate::store::Store;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use std::time::Duration;
 use tower_http::cors::{Any, CorsLayer};
+
+/// What every handler can reach. Cheap to clone (handles and `Arc`s only).
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub pipeline: Pipeline,
+    pub keys: KeyCache,
+    pub clock: Clock,
+    pub limits: Limits,
+    /// Base URL clients use, without a trailing slash (DSNs, permalinks, Link headers).
+    pub public_url: String,
+    pub org: String,
+}
 
 /// Every route of the server.
 pub fn router(state: AppState) -> Router {

@@ -1,5 +1,7 @@
 //! The issue model: short ids and the Sentry names of an issue's fields.
 
+pub mod model;
+pub mod plan;
 pub mod request;
 pub mod state;
 pub mod view;

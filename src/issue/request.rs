@@ -84,10 +84,23 @@ fn mute_request(
         Some(d) => Some(d),
         None => minutes(field("snoozeDuration"), "snoozeDuration")?,
     };
+    // `ignoreUntil` is what Sentry answers in `statusDetails`; accepting it back (an RFC 3339
+    // moment) lets a client send an issue's details round trip, and mute to the second.
+    let until = match field("ignoreUntil") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_str()
+                .and_then(|s| DateTime::parse_from_rfc3339(s.trim()).ok())
+                .map(|t| t.with_timezone(&Utc))
+                .ok_or("'ignoreUntil' must be an RFC 3339 time such as 2026-12-01T12:00:00Z")?,
+        ),
+    };
     let mut req = MuteRequest {
-        until: duration
-            .filter(|d| *d > 0)
-            .map(|d| now + Duration::minutes(d.min(10_000_000) as i64)),
+        until: until.or_else(|| {
+            duration
+                .filter(|d| *d > 0)
+                .map(|d| now + Duration::minutes(d.min(10_000_000) as i64))
+        }),
         ..MuteRequest::default()
     };
     let count = minutes(field("ignoreCount"), "ignoreCount")?.filter(|c| *c > 0);
@@ -125,6 +138,19 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn ignore_until_is_a_moment() {
+        let Change::Mute(m) = change(json!({
+            "status": "ignored",
+            "statusDetails": {"ignoreUntil": "2026-01-01T12:00:05Z", "ignoreDuration": 30}
+        })) else {
+            panic!("a mute")
+        };
+        assert_eq!(m.until, Some(now() + Duration::seconds(5)));
+        let bad = json!({"status": "ignored", "statusDetails": {"ignoreUntil": "soon"}});
+        assert!(parse_update(&bad, now()).unwrap_err().contains("RFC 3339"));
     }
 
     fn change(body: Value) -> Change {

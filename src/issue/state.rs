@@ -102,6 +102,14 @@ impl IssueState {
         }
     }
 
+    /// The releases this state names (a resolution's), whose order a plan may need.
+    pub fn releases(&self) -> impl Iterator<Item = &str> {
+        self.resolved_in_release
+            .as_deref()
+            .into_iter()
+            .chain(self.resolved_at_release.as_deref())
+    }
+
     fn unresolved(sub: &str) -> IssueState {
         IssueState {
             substatus: Some(sub.into()),

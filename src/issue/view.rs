@@ -2,7 +2,7 @@
 
 use super::short_id;
 use super::state::{self, IssueState};
-use crate::store::issues::IssueRow;
+use crate::issue::model::Issue;
 use chrono::{SecondsFormat, TimeZone, Utc};
 use serde_json::{json, Value};
 
@@ -15,7 +15,7 @@ pub fn iso(us: i64) -> String {
 }
 
 /// The Sentry issue (group) object.
-pub fn issue_json(row: &IssueRow, public_url: &str, org: &str) -> Value {
+pub fn issue_json(row: &Issue, public_url: &str, org: &str) -> Value {
     let metadata: Value = serde_json::from_str(&row.metadata).unwrap_or_else(|_| json!({}));
     let s = IssueState::from_stored(&row.state);
     let substatus = match (&row.substatus, row.status.as_str()) {

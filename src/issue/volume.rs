@@ -119,7 +119,7 @@ impl VolumeCondition {
 /// The bucket width is `window / 60` (at least one second), so at most about 62 buckets are kept
 /// however far time moves and however many events arrive; the bound overshoots the exact count by
 /// at most the events of one bucket width before the window.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Buckets {
     /// Window length in microseconds; i128 so that `now - window` can never overflow.
     window_us: i128,

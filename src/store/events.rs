@@ -43,7 +43,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<EventRow>> {
         let (lo_ts, lo_id) = after.unwrap_or((i64::MAX, i64::MAX));
-        let rows: Vec<Row> = sqlx::query_as(&format!(
+        let rows: Vec<Row> = on!(&self.read, p => sqlx::query_as(&format!(
             "{SELECT} WHERE issue_id = $1 AND (timestamp, id) < ($2, $3)
              ORDER BY timestamp DESC, id DESC LIMIT $4"
         ))
@@ -51,49 +51,47 @@ impl Store {
         .bind(lo_ts)
         .bind(lo_id)
         .bind(limit)
-        .fetch_all(&self.read)
-        .await?;
+        .fetch_all(p)
+        .await)?;
         Ok(rows.into_iter().map(from_row).collect())
     }
 
     /// The oldest event of an issue.
     pub async fn oldest_event(&self, issue_id: i64) -> Result<Option<EventRow>> {
-        let row: Option<Row> = sqlx::query_as(&format!(
+        let row: Option<Row> = on!(&self.read, p => sqlx::query_as(&format!(
             "{SELECT} WHERE issue_id = $1 ORDER BY timestamp ASC, id ASC LIMIT 1"
         ))
         .bind(issue_id)
-        .fetch_optional(&self.read)
-        .await?;
+        .fetch_optional(p)
+        .await)?;
         Ok(row.map(from_row))
     }
 
     /// One event of an issue by its event id.
     pub async fn issue_event(&self, issue_id: i64, event_id: [u8; 16]) -> Result<Option<EventRow>> {
-        let row: Option<Row> =
-            sqlx::query_as(&format!("{SELECT} WHERE issue_id = $1 AND event_id = $2"))
+        let row: Option<Row> = on!(&self.read, p => sqlx::query_as(&format!("{SELECT} WHERE issue_id = $1 AND event_id = $2"))
                 .bind(issue_id)
                 .bind(&event_id[..])
-                .fetch_optional(&self.read)
-                .await?;
+                .fetch_optional(p)
+                .await)?;
         Ok(row.map(from_row))
     }
 
     /// Whether an event id is stored for the project (durability checks).
     pub async fn event_exists(&self, project_id: i64, event_id: [u8; 16]) -> Result<bool> {
-        let row: Option<(i64,)> =
-            sqlx::query_as("SELECT id FROM events WHERE project_id = $1 AND event_id = $2")
+        let row: Option<(i64,)> = on!(&self.read, p => sqlx::query_as("SELECT id FROM events WHERE project_id = $1 AND event_id = $2")
                 .bind(project_id)
                 .bind(&event_id[..])
-                .fetch_optional(&self.read)
-                .await?;
+                .fetch_optional(p)
+                .await)?;
         Ok(row.is_some())
     }
 
     /// How many events are stored in all (benchmarks and tests compare it with counts).
     pub async fn event_total(&self) -> Result<i64> {
-        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM events")
-            .fetch_one(&self.read)
-            .await?;
+        let (n,): (i64,) = on!(&self.read, p => sqlx::query_as("SELECT count(*) FROM events")
+            .fetch_one(p)
+            .await)?;
         Ok(n)
     }
 }

@@ -1,60 +1,24 @@
 //! The ingest write path: a whole batch of accepted events in one transaction.
 //!
-//! Per batch: resolve every event's grouping hashes to an issue (creating issues for new
-//! hashes), insert the events with multi-row statements (a re-sent event id is skipped by the
-//! unique key), then add the inserted events to their issues' denormalized figures with one
-//! statement. Everything commits together, so counts equal stored events at every commit.
+//! Per batch, taking locks in one global order so that concurrent writers (PostgreSQL, any
+//! number of processes) cannot deadlock: (1) claim the hash links of new issues, sorted by
+//! (project, hash), each insert `ON CONFLICT DO NOTHING` so that two writers creating the same
+//! issue meet on the hash and the loser joins the winner; (2) the projects' short-id counters,
+//! by project id; (3) the events, sorted by (project, event id), a re-sent id skipped by the
+//! unique key; (4) the releases seen first; (5) the touched issues `FOR UPDATE` in id order,
+//! loaded for the lifecycle planner (`store::lifecycle`), whose effects (counts, transitions,
+//! history, outbox alerts, episodes) are applied before the one commit. Counts therefore equal
+//! stored events at every commit, and each decision is made from the locked, stored state.
 
-use super::lifecycle::{Change, Lifecycle};
-use super::{Result, Store};
+use super::lifecycle;
+use super::{chunk_sizes, placeholders, Conn, Db, Result, Store, StoreError, Tx};
 use crate::clock::Clock;
-use crate::issue::state::{Actor, Refusal, Transition};
-use crate::payload::StoredPayload;
-use sqlx::pool::PoolConnection;
-use sqlx::Connection;
-use sqlx::{Sqlite, Transaction};
-use std::collections::HashMap;
+use crate::event::{NewEvent, Stored};
+use crate::issue::plan::{self, BatchFacts, EventFact, ReleaseOrder};
+use std::collections::{HashMap, HashSet};
 
-/// What a new issue starts with, taken from its first event.
-#[derive(Debug, Clone)]
-pub struct IssueSeed {
-    pub title: String,
-    pub culprit: String,
-    pub level: &'static str,
-    pub platform: String,
-    pub event_type: &'static str,
-    pub metadata: String,
-}
-
-/// One accepted event, ready to store.
-#[derive(Debug, Clone)]
-pub struct NewEvent {
-    pub project_id: i64,
-    pub event_id: [u8; 16],
-    /// Grouping hashes in priority order (at least one).
-    pub hashes: Vec<String>,
-    pub grouping_version: &'static str,
-    pub seed: IssueSeed,
-    pub timestamp_us: i64,
-    pub received_us: i64,
-    pub payload: StoredPayload,
-    pub release: Option<String>,
-    pub environment: Option<String>,
-    /// Identifies the user for distinct-user mute limits.
-    pub user_key: Option<String>,
-}
-
-/// What became of one event of a batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stored {
-    pub issue_id: i64,
-    /// False when the event id was already stored (a re-send): answered, not counted again.
-    pub inserted: bool,
-    pub new_issue: bool,
-}
-
-/// hash -> issue links already known to be committed. Links never change once written, so the
-/// writer can trust them across batches; entries of a failed batch are never added.
+/// hash -> issue links already known to be committed. Links never change once committed, so
+/// every writer of every process can trust them; entries of a failed batch are never added.
 #[derive(Debug, Default)]
 pub struct HashCache {
     /// project id -> hash -> issue id (nested so a lookup by `&str` needs no allocation).
@@ -91,37 +55,18 @@ impl HashCache {
     }
 }
 
-/// Multi-row statements go out in these sizes so that only a handful of distinct SQL strings
-/// exist (each is prepared once and cached by sqlx).
-const CHUNKS: [usize; 5] = [256, 64, 16, 4, 1];
+/// How often a batch that hit a deadlock or serialization failure is tried again.
+const MAX_RETRIES: u32 = 8;
 
-fn chunk_sizes(mut n: usize) -> Vec<usize> {
-    let mut out = Vec::new();
-    for size in CHUNKS {
-        while n >= size {
-            out.push(size);
-            n -= size;
-        }
-    }
-    out
-}
-
-/// `(?,?),(?,?)`: anonymous placeholders, in SQLite's dialect. Numbered ones (`$1`) cost
-/// `sqlite3_bind_parameter_name` a linear scan per parameter, which sqlx calls for every bind:
-/// quadratic in a 1,792-parameter insert, and a tenth of the writer's time when measured.
-fn placeholders(rows: usize, cols: usize) -> String {
-    let row = format!("({})", vec!["?"; cols].join(","));
-    vec![row; rows].join(",")
-}
-
-/// The single writer of the ingest path: the write connection, held for good, plus the hash
-/// cache. Holding the connection spares every batch a pool round trip.
+/// One writer of the ingest path: its connection, held between batches (SQLite's one writer
+/// keeps it for good), and caches of facts that never change once committed (hash links,
+/// release positions). On PostgreSQL several writers run side by side.
 pub struct Writer {
     store: Store,
     clock: Clock,
-    conn: Option<PoolConnection<Sqlite>>,
+    conn: Option<Conn>,
     cache: HashCache,
-    lifecycle: Lifecycle,
+    releases: ReleaseOrder,
 }
 
 impl Store {
@@ -131,194 +76,358 @@ impl Store {
             clock,
             conn: None,
             cache: HashCache::default(),
-            lifecycle: Lifecycle::default(),
+            releases: ReleaseOrder::new(),
         }
     }
 }
 
 impl Writer {
-    /// Stores a batch in one transaction; the result is aligned with `batch`.
+    /// Stores a batch in one transaction; the result is aligned with `batch`. A deadlock or
+    /// serialization failure rolls the transaction back and runs it again.
     pub async fn write_batch(&mut self, batch: &[NewEvent]) -> Result<Vec<Stored>> {
-        let now_us = self.clock.now().timestamp_micros();
-        let conn = connection(&mut self.conn, &self.store).await?;
-        let result = write_batch(conn, batch, &mut self.cache, &mut self.lifecycle, now_us).await;
-        self.after(result)
-    }
-
-    /// A person's change to each of `issue_ids`, in one transaction. Per issue: `None` when it
-    /// does not exist, else the transition made or the refusal.
-    pub async fn change_status(
-        &mut self,
-        issue_ids: &[i64],
-        change: &Change,
-        actor: Actor,
-    ) -> Result<Vec<(i64, Option<std::result::Result<Transition, Refusal>>)>> {
-        let now_us = self.clock.now().timestamp_micros();
-        let conn = connection(&mut self.conn, &self.store).await?;
-        let lifecycle = &mut self.lifecycle;
-        let result = async {
-            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-            let mut out = Vec::with_capacity(issue_ids.len());
-            for &id in issue_ids {
-                out.push((
-                    id,
-                    lifecycle.change(&mut tx, id, change, actor, now_us).await?,
-                ));
+        let mut attempt = 0;
+        loop {
+            let now_us = self.clock.now().timestamp_micros();
+            if self.conn.is_none() {
+                self.conn = Some(self.store.write_conn().await?);
             }
-            tx.commit().await?;
-            Ok(out)
+            let Some(conn) = self.conn.as_mut() else {
+                continue;
+            };
+            let mut releases = self.releases.clone();
+            let result = write_batch(conn, batch, &self.cache, &mut releases, now_us).await;
+            match result {
+                Ok((stored, fresh)) => {
+                    self.cache.merge(fresh);
+                    self.releases = releases;
+                    return Ok(stored);
+                }
+                Err(e) if e.is_retryable() && attempt < MAX_RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "batch rolled back; retrying");
+                    // A little spread so that the two sides of a deadlock do not meet again.
+                    let ms = rand::random_range(1..=5u64) << attempt.min(5);
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                }
+                Err(e) => {
+                    // The connection may be broken: a fresh one next time.
+                    self.conn = None;
+                    return Err(e);
+                }
+            }
         }
-        .await;
-        self.after(result)
-    }
-
-    /// Unmutes the muted issues whose time limit has passed; returns how many.
-    pub async fn unmute_due(&mut self) -> Result<usize> {
-        let now_us = self.clock.now().timestamp_micros();
-        let conn = connection(&mut self.conn, &self.store).await?;
-        let lifecycle = &mut self.lifecycle;
-        let result = async {
-            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-            let n = lifecycle.unmute_due(&mut tx, now_us).await?;
-            tx.commit().await?;
-            Ok(n)
-        }
-        .await;
-        self.after(result)
-    }
-
-    /// After a failed transaction nothing remembered can be trusted: drop the connection
-    /// (replaced on the next call) and the lifecycle cache.
-    fn after<T>(&mut self, result: Result<T>) -> Result<T> {
-        if result.is_err() {
-            self.conn = None;
-            self.lifecycle.clear();
-        }
-        result
-    }
-}
-
-/// The writer's connection, acquired on first use and again after a failure dropped it.
-async fn connection<'c>(
-    slot: &'c mut Option<PoolConnection<Sqlite>>,
-    store: &Store,
-) -> Result<&'c mut PoolConnection<Sqlite>> {
-    match slot {
-        Some(c) => Ok(c),
-        None => Ok(slot.insert(store.write.acquire().await?)),
     }
 }
 
 async fn write_batch(
-    conn: &mut PoolConnection<Sqlite>,
-    batch: &[NewEvent],
-    cache: &mut HashCache,
-    lifecycle: &mut Lifecycle,
-    now_us: i64,
-) -> Result<Vec<Stored>> {
-    let started = std::time::Instant::now();
-    // IMMEDIATE: take the write lock up front, so a read early in the batch can never be
-    // invalidated by another connection's write (SQLITE_BUSY_SNAPSHOT) before ours.
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    // Links written or found in this batch; trusted by later batches only once committed.
-    let mut fresh = HashCache::default();
-    let issues = resolve_issues(&mut tx, batch, cache, &mut fresh).await?;
-    let resolved = started.elapsed();
-    let inserted = insert_events(&mut tx, batch, &issues).await?;
-    let events_written = started.elapsed();
-    bump_issues(&mut tx, batch, &issues, &inserted).await?;
-    lifecycle
-        .after_batch(&mut tx, batch, &issues, &inserted, now_us)
-        .await?;
-    let issues_written = started.elapsed();
-    tx.commit().await?;
-    tracing::trace!(n = batch.len(), ?resolved, ?events_written, ?issues_written, committed = ?started.elapsed(), "batch phases");
-    cache.merge(fresh);
-    Ok(issues
-        .iter()
-        .zip(&inserted)
-        .map(|(&(issue_id, new_issue), &inserted)| Stored {
-            issue_id,
-            inserted,
-            new_issue,
-        })
-        .collect())
-}
-
-/// Finds or creates the issue of every event: (issue id, created by this batch).
-async fn resolve_issues(
-    tx: &mut Transaction<'_, Sqlite>,
+    conn: &mut Conn,
     batch: &[NewEvent],
     cache: &HashCache,
-    fresh: &mut HashCache,
-) -> Result<Vec<(i64, bool)>> {
-    let mut out = Vec::with_capacity(batch.len());
+    releases: &mut ReleaseOrder,
+    now_us: i64,
+) -> Result<(Vec<Stored>, HashCache)> {
+    let started = std::time::Instant::now();
+    let mut tx = conn.begin_write().await?;
+    let resolved = resolve_issues(&mut tx, batch, cache).await?;
+    let inserted = insert_events(&mut tx, batch, &resolved.issue_of).await?;
+    let events_written = started.elapsed();
+
+    // The lifecycle: releases, locked issues, the plan, its effects.
+    let new_releases = note_releases(&mut tx, batch, &inserted, releases, now_us).await?;
+    let mut ids: Vec<i64> = resolved.issue_of.clone();
+    for (project_id, _) in &new_releases {
+        ids.extend(lifecycle::next_release_candidates(&mut tx, *project_id).await?);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    let issues = lifecycle::lock_issues(&mut tx, &ids, &resolved.created).await?;
+    for issue in &issues {
+        for r in issue.state.releases() {
+            known_release(&mut tx, releases, issue.project_id, r).await?;
+        }
+    }
+    let events: Vec<EventFact<'_>> = batch
+        .iter()
+        .zip(&resolved.issue_of)
+        .zip(&inserted)
+        .filter(|(_, &ins)| ins)
+        .map(|((ev, &issue_id), _)| EventFact {
+            issue_id,
+            timestamp_us: ev.timestamp_us,
+            release: ev.release.as_deref(),
+            environment: ev.environment.as_deref(),
+            level: ev.seed.level,
+            user: ev.user_key.as_deref(),
+        })
+        .collect();
+    let facts = BatchFacts {
+        now: crate::clock::from_micros(now_us),
+        issues,
+        events,
+        releases: releases.clone(),
+        new_releases,
+    };
+    let draft = plan::plan_batch(&facts);
+    bump_issues(&mut tx, &draft.counts()).await?;
+    lifecycle::store_users(&mut tx, draft.users()).await?;
+    let answers = lifecycle::answer(&mut tx, &draft.queries, now_us).await?;
+    let effects = draft.finish(&facts, &answers);
+    lifecycle::apply(&mut tx, &effects, &facts.issues, now_us).await?;
+    let planned = started.elapsed();
+    tx.commit().await?;
+    tracing::trace!(n = batch.len(), ?events_written, ?planned, committed = ?started.elapsed(), "batch phases");
+    let created: HashSet<i64> = resolved.created.iter().copied().collect();
+    let stored = resolved
+        .issue_of
+        .iter()
+        .zip(&inserted)
+        .map(|(&issue_id, &inserted)| Stored {
+            issue_id,
+            inserted,
+            new_issue: created.contains(&issue_id),
+        })
+        .collect();
+    Ok((stored, resolved.fresh))
+}
+
+/// Where each event of a batch goes.
+struct Resolution {
+    /// Per event, its issue.
+    issue_of: Vec<i64>,
+    /// Issues this batch created.
+    created: Vec<i64>,
+    /// Links this batch found or wrote, trusted once it commits.
+    fresh: HashCache,
+}
+
+/// An event's issue before new issues have ids: a known issue, or the n-th new one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    Issue(i64),
+    New(usize),
+}
+
+/// Finds or creates the issue of every event.
+async fn resolve_issues(
+    tx: &mut Tx<'_>,
+    batch: &[NewEvent],
+    cache: &HashCache,
+) -> Result<Resolution> {
+    let mut fresh = HashCache::default();
+    // Hashes nobody in this process knows yet: one look-up each (rare after warm-up).
+    let mut asked: HashSet<(i64, &str)> = HashSet::new();
     for ev in batch {
-        let mut links: Vec<Option<i64>> = Vec::with_capacity(ev.hashes.len());
         for h in &ev.hashes {
-            // Committed links first (the common hit, no allocation), then this batch's.
-            let mut link = cache
-                .get(ev.project_id, h)
-                .or_else(|| fresh.get(ev.project_id, h));
-            if link.is_none() {
-                link = lookup_hash(tx, ev.project_id, h).await?;
-                if let Some(id) = link {
+            if cache.get(ev.project_id, h).is_none() && asked.insert((ev.project_id, h)) {
+                if let Some(id) = lookup_hash(tx, ev.project_id, h).await? {
                     fresh.insert(ev.project_id, h, id);
                 }
             }
-            links.push(link);
         }
-        let (issue_id, new_issue) = match links.iter().flatten().next() {
-            Some(&id) => (id, false),
-            None => (create_issue(tx, ev).await?, true),
-        };
-        // Link the hashes nobody has yet (flat hashes: any one of them joins later events).
-        for (h, _) in ev.hashes.iter().zip(&links).filter(|(_, l)| l.is_none()) {
-            sqlx::query(
-                "INSERT INTO grouping_hashes (project_id, hash, issue_id, grouping_version)
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(ev.project_id)
-            .bind(h)
-            .bind(issue_id)
-            .bind(ev.grouping_version)
-            .execute(&mut **tx)
-            .await?;
-            fresh.insert(ev.project_id, h, issue_id);
-        }
-        out.push((issue_id, new_issue));
     }
-    Ok(out)
+    let known = |p: i64, h: &str, fresh: &HashCache| cache.get(p, h).or_else(|| fresh.get(p, h));
+
+    // Each event joins the issue of its first linked hash, else an issue this batch creates
+    // (shared by later events of the batch through their hashes).
+    let mut new_issues: Vec<usize> = Vec::new(); // the event each new issue is seeded from
+    let mut planned: HashMap<(i64, &str), Target> = HashMap::new();
+    let mut targets: Vec<Target> = Vec::with_capacity(batch.len());
+    for (i, ev) in batch.iter().enumerate() {
+        let found = ev.hashes.iter().find_map(|h| {
+            known(ev.project_id, h, &fresh)
+                .map(Target::Issue)
+                .or_else(|| planned.get(&(ev.project_id, h.as_str())).copied())
+        });
+        let target = found.unwrap_or_else(|| {
+            new_issues.push(i);
+            Target::New(new_issues.len() - 1)
+        });
+        for h in &ev.hashes {
+            if known(ev.project_id, h, &fresh).is_none() {
+                planned.entry((ev.project_id, h)).or_insert(target);
+            }
+        }
+        targets.push(target);
+    }
+    if planned.is_empty() {
+        let issue_of = targets
+            .iter()
+            .map(|t| match t {
+                Target::Issue(id) => *id,
+                Target::New(_) => 0,
+            })
+            .collect();
+        return Ok(Resolution {
+            issue_of,
+            created: Vec::new(),
+            fresh,
+        });
+    }
+
+    // Claim the new links in one global order; a writer elsewhere may win some of them.
+    let new_ids = allocate_issue_ids(tx, new_issues.len()).await?;
+    let id_of = |t: Target| match t {
+        Target::Issue(id) => id,
+        Target::New(n) => new_ids[n],
+    };
+    let mut links: Vec<((i64, &str), Target)> = planned.into_iter().collect();
+    links.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut merged: HashMap<usize, i64> = HashMap::new();
+    let mut claimed: Vec<(i64, &str, Target)> = Vec::new();
+    for ((project_id, hash), target) in links {
+        let version = batch
+            .iter()
+            .find(|e| e.project_id == project_id)
+            .map_or(crate::grouping::GROUPING_VERSION, |e| e.grouping_version);
+        if claim_hash(tx, project_id, hash, id_of(target), version).await? {
+            claimed.push((project_id, hash, target));
+            continue;
+        }
+        // Another writer linked it first (and has committed, or we would still wait): a new
+        // issue of ours that shares a hash with theirs is theirs.
+        let winner = lookup_hash(tx, project_id, hash)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("hash {hash} lost and not found")))?;
+        fresh.insert(project_id, hash, winner);
+        if let Target::New(n) = target {
+            merged.entry(n).or_insert(winner);
+        }
+    }
+    for (&n, &winner) in &merged {
+        repoint_links(tx, new_ids[n], winner).await?;
+    }
+    let final_id = |t: Target| match t {
+        Target::New(n) => merged.get(&n).copied().unwrap_or(new_ids[n]),
+        Target::Issue(id) => id,
+    };
+    for (project_id, hash, target) in claimed {
+        fresh.insert(project_id, hash, final_id(target));
+    }
+
+    // Rows for the new issues that survived, with short numbers per project.
+    let mut created = Vec::new();
+    let mut per_project: Vec<(i64, Vec<usize>)> = Vec::new();
+    for n in (0..new_issues.len()).filter(|n| !merged.contains_key(n)) {
+        let project_id = batch[new_issues[n]].project_id;
+        match per_project.iter_mut().find(|(p, _)| *p == project_id) {
+            Some((_, list)) => list.push(n),
+            None => per_project.push((project_id, vec![n])),
+        }
+    }
+    per_project.sort_unstable_by_key(|(p, _)| *p);
+    for (project_id, list) in per_project {
+        let first_number = allocate_short_numbers(tx, project_id, list.len() as i64).await?;
+        for (k, n) in list.into_iter().enumerate() {
+            create_issue(
+                tx,
+                new_ids[n],
+                first_number + k as i64,
+                &batch[new_issues[n]],
+            )
+            .await?;
+            created.push(new_ids[n]);
+        }
+    }
+    let issue_of = targets.into_iter().map(final_id).collect();
+    Ok(Resolution {
+        issue_of,
+        created,
+        fresh,
+    })
 }
 
-async fn lookup_hash(
-    tx: &mut Transaction<'_, Sqlite>,
-    project_id: i64,
-    hash: &str,
-) -> Result<Option<i64>> {
-    let row: Option<(i64,)> =
-        sqlx::query_as("SELECT issue_id FROM grouping_hashes WHERE project_id = $1 AND hash = $2")
-            .bind(project_id)
-            .bind(hash)
-            .fetch_optional(&mut **tx)
-            .await?;
+async fn lookup_hash(tx: &mut Tx<'_>, project_id: i64, hash: &str) -> Result<Option<i64>> {
+    let row: Option<(i64,)> = on!(tx, t => sqlx::query_as(
+        "SELECT issue_id FROM grouping_hashes WHERE project_id = $1 AND hash = $2",
+    )
+    .bind(project_id)
+    .bind(hash)
+    .fetch_optional(&mut **t)
+    .await)?;
     Ok(row.map(|r| r.0))
 }
 
-async fn create_issue(tx: &mut Transaction<'_, Sqlite>, ev: &NewEvent) -> Result<i64> {
-    let (number,): (i64,) = sqlx::query_as(
-        "UPDATE projects SET next_short_id = next_short_id + 1 WHERE id = $1
-         RETURNING next_short_id - 1",
+/// Links a hash to an issue unless it is linked already; true when this call linked it. On
+/// PostgreSQL a concurrent, uncommitted link of the same hash makes this wait for its
+/// transaction, then do nothing.
+async fn claim_hash(
+    tx: &mut Tx<'_>,
+    project_id: i64,
+    hash: &str,
+    issue_id: i64,
+    version: &str,
+) -> Result<bool> {
+    let done = on!(tx, t => sqlx::query(
+        "INSERT INTO grouping_hashes (project_id, hash, issue_id, grouping_version)
+         VALUES ($1, $2, $3, $4) ON CONFLICT (project_id, hash) DO NOTHING",
     )
-    .bind(ev.project_id)
-    .fetch_one(&mut **tx)
-    .await?;
+    .bind(project_id)
+    .bind(hash)
+    .bind(issue_id)
+    .bind(version)
+    .execute(&mut **t)
+    .await.map(|r| r.rows_affected()))?;
+    Ok(done == 1)
+}
+
+/// The links this transaction wrote for an issue it will not create go to the winner.
+async fn repoint_links(tx: &mut Tx<'_>, from: i64, to: i64) -> Result<()> {
+    on!(tx, t => sqlx::query("UPDATE grouping_hashes SET issue_id = $1 WHERE issue_id = $2")
+        .bind(to)
+        .bind(from)
+        .execute(&mut **t)
+        .await.map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// Ids for `n` new issues, before their rows exist (their hashes are claimed first).
+async fn allocate_issue_ids(tx: &mut Tx<'_>, n: usize) -> Result<Vec<i64>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    match tx {
+        // The write lock is ours until commit: nobody else can take these.
+        Db::Sqlite(t) => {
+            let (max,): (i64,) = sqlx::query_as("SELECT coalesce(max(id), 0) FROM issues")
+                .fetch_one(&mut **t)
+                .await?;
+            Ok((1..=n as i64).map(|k| max + k).collect())
+        }
+        // Sequences never hand out a value twice, and never wait.
+        Db::Postgres(t) => {
+            let rows: Vec<(i64,)> = sqlx::query_as(
+                "SELECT nextval(pg_get_serial_sequence('issues', 'id'))
+                 FROM generate_series(1, $1)",
+            )
+            .bind(n as i64)
+            .fetch_all(&mut **t)
+            .await?;
+            Ok(rows.into_iter().map(|r| r.0).collect())
+        }
+    }
+}
+
+/// Takes `n` consecutive short numbers of a project; returns the first.
+async fn allocate_short_numbers(tx: &mut Tx<'_>, project_id: i64, n: i64) -> Result<i64> {
+    let (first,): (i64,) = on!(tx, t => sqlx::query_as(
+        "UPDATE projects SET next_short_id = next_short_id + $2 WHERE id = $1
+         RETURNING next_short_id - $2",
+    )
+    .bind(project_id)
+    .bind(n)
+    .fetch_one(&mut **t)
+    .await)?;
+    Ok(first)
+}
+
+async fn create_issue(tx: &mut Tx<'_>, id: i64, number: i64, ev: &NewEvent) -> Result<()> {
     let s = &ev.seed;
-    let (id,): (i64,) = sqlx::query_as(
-        "INSERT INTO issues (project_id, short_number, title, culprit, level, platform,
+    on!(tx, t => sqlx::query(
+        "INSERT INTO issues (id, project_id, short_number, title, culprit, level, platform,
                              event_type, metadata, event_count, first_seen, last_seen, substatus)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9, 'new') RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $10, 'new')",
     )
+    .bind(id)
     .bind(ev.project_id)
     .bind(number)
     .bind(&s.title)
@@ -328,23 +437,15 @@ async fn create_issue(tx: &mut Transaction<'_, Sqlite>, ev: &NewEvent) -> Result
     .bind(s.event_type)
     .bind(&s.metadata)
     .bind(ev.timestamp_us)
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok(id)
+    .execute(&mut **t)
+    .await.map(|r| r.rows_affected()))?;
+    Ok(())
 }
 
-/// Inserts the events; returns for each whether it was new. An id seen twice in one batch is
-/// inserted (and counted) at its first position only, like a re-send in a later batch.
-///
-/// `INSERT OR IGNORE` skips re-sent ids; when a chunk inserts fewer rows than it had, the rows
-/// it did insert are read back by rowid (this transaction is the only writer, so they are the
-/// rows above the previous maximum). No `RETURNING` and no pre-check: sqlx hands every result
-/// row across threads one by one, which cost more than the insert itself.
-async fn insert_events(
-    tx: &mut Transaction<'_, Sqlite>,
-    batch: &[NewEvent],
-    issues: &[(i64, bool)],
-) -> Result<Vec<bool>> {
+/// Inserts the events, sorted by (project, event id); returns for each whether it was new. An
+/// id seen twice in one batch is inserted (and counted) at its first position only, like a
+/// re-send in a later batch.
+async fn insert_events(tx: &mut Tx<'_>, batch: &[NewEvent], issues: &[i64]) -> Result<Vec<bool>> {
     let mut first: HashMap<(i64, [u8; 16]), usize> = HashMap::with_capacity(batch.len());
     let mut todo = Vec::with_capacity(batch.len());
     for (i, ev) in batch.iter().enumerate() {
@@ -355,93 +456,250 @@ async fn insert_events(
             todo.push(i);
         }
     }
+    todo.sort_unstable_by_key(|&i| (batch[i].project_id, batch[i].event_id));
     let mut inserted = vec![false; batch.len()];
-    let mut start = 0;
-    for size in chunk_sizes(todo.len()) {
-        let chunk = &todo[start..start + size];
-        start += size;
-        let sql = format!(
-            "INSERT OR IGNORE INTO events (project_id, event_id, issue_id, timestamp, received,
-                                           payload_codec, payload)
-             VALUES {}",
-            placeholders(size, 7)
-        );
-        let mut q = sqlx::query(&sql);
-        for &i in chunk {
-            let ev = &batch[i];
-            q = q
-                .bind(ev.project_id)
-                .bind(&ev.event_id[..])
-                .bind(issues[i].0)
-                .bind(ev.timestamp_us)
-                .bind(ev.received_us)
-                .bind(&ev.payload.codec)
-                .bind(&ev.payload.bytes);
-        }
-        let done = q.execute(&mut **tx).await?;
-        if done.rows_affected() as usize == size {
-            for &i in chunk {
-                inserted[i] = true;
-            }
-            continue;
-        }
-        // Some were re-sends: the chunk's new rows are the last `rows_affected` rowids.
-        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
-            "SELECT project_id, event_id FROM events WHERE id > $1 - $2 AND id <= $1",
-        )
-        .bind(done.last_insert_rowid())
-        .bind(done.rows_affected() as i64)
-        .fetch_all(&mut **tx)
-        .await?;
-        for (project_id, event_id) in rows {
-            if let Ok(key) = <[u8; 16]>::try_from(event_id.as_slice()) {
-                if let Some(&i) = first.get(&(project_id, key)) {
-                    inserted[i] = true;
+    match tx {
+        Db::Sqlite(t) => {
+            // `INSERT OR IGNORE` skips re-sent ids; when a chunk inserts fewer rows than it
+            // had, the rows it did insert are read back by rowid (this transaction is the only
+            // writer, so they are the rows above the previous maximum). No `RETURNING` and no
+            // pre-check: sqlx hands every result row across threads one by one, which cost
+            // more than the insert itself.
+            let mut start = 0;
+            for size in chunk_sizes(todo.len()) {
+                let chunk = &todo[start..start + size];
+                start += size;
+                let sql = format!(
+                    "INSERT OR IGNORE INTO events (project_id, event_id, issue_id, timestamp,
+                                                   received, payload_codec, payload)
+                     VALUES {}",
+                    placeholders(size, 7)
+                );
+                let mut q = sqlx::query(&sql);
+                for &i in chunk {
+                    let ev = &batch[i];
+                    q = q
+                        .bind(ev.project_id)
+                        .bind(&ev.event_id[..])
+                        .bind(issues[i])
+                        .bind(ev.timestamp_us)
+                        .bind(ev.received_us)
+                        .bind(&ev.payload.codec)
+                        .bind(&ev.payload.bytes);
                 }
+                let done = q.execute(&mut **t).await?;
+                if done.rows_affected() as usize == size {
+                    for &i in chunk {
+                        inserted[i] = true;
+                    }
+                    continue;
+                }
+                let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+                    "SELECT project_id, event_id FROM events WHERE id > $1 - $2 AND id <= $1",
+                )
+                .bind(done.last_insert_rowid())
+                .bind(done.rows_affected() as i64)
+                .fetch_all(&mut **t)
+                .await?;
+                mark_inserted(&first, rows, &mut inserted);
             }
+        }
+        Db::Postgres(t) => {
+            // One statement of arrays for the whole batch. Another writer inserting the same
+            // id makes this wait for it, then skip the row; RETURNING names the rows written.
+            let mut projects = Vec::with_capacity(todo.len());
+            let mut ids: Vec<&[u8]> = Vec::with_capacity(todo.len());
+            let mut issue_ids = Vec::with_capacity(todo.len());
+            let mut timestamps = Vec::with_capacity(todo.len());
+            let mut received = Vec::with_capacity(todo.len());
+            let mut codecs: Vec<&str> = Vec::with_capacity(todo.len());
+            let mut payloads: Vec<&[u8]> = Vec::with_capacity(todo.len());
+            for &i in &todo {
+                let ev = &batch[i];
+                projects.push(ev.project_id);
+                ids.push(&ev.event_id[..]);
+                issue_ids.push(issues[i]);
+                timestamps.push(ev.timestamp_us);
+                received.push(ev.received_us);
+                codecs.push(&ev.payload.codec);
+                payloads.push(&ev.payload.bytes);
+            }
+            let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+                "INSERT INTO events (project_id, event_id, issue_id, timestamp, received,
+                                     payload_codec, payload)
+                 SELECT * FROM UNNEST($1::int8[], $2::bytea[], $3::int8[], $4::int8[],
+                                      $5::int8[], $6::text[], $7::bytea[])
+                 ON CONFLICT (project_id, event_id) DO NOTHING
+                 RETURNING project_id, event_id",
+            )
+            .bind(&projects)
+            .bind(&ids)
+            .bind(&issue_ids)
+            .bind(&timestamps)
+            .bind(&received)
+            .bind(&codecs)
+            .bind(&payloads)
+            .fetch_all(&mut **t)
+            .await?;
+            mark_inserted(&first, rows, &mut inserted);
         }
     }
     Ok(inserted)
 }
 
-/// Adds the inserted events to their issues: count, first and last seen, in one statement.
-async fn bump_issues(
-    tx: &mut Transaction<'_, Sqlite>,
+fn mark_inserted(
+    first: &HashMap<(i64, [u8; 16]), usize>,
+    rows: Vec<(i64, Vec<u8>)>,
+    inserted: &mut [bool],
+) {
+    for (project_id, event_id) in rows {
+        if let Ok(key) = <[u8; 16]>::try_from(event_id.as_slice()) {
+            if let Some(&i) = first.get(&(project_id, key)) {
+                inserted[i] = true;
+            }
+        }
+    }
+}
+
+/// Records the releases of the stored events; returns those this batch saw first, in order.
+async fn note_releases(
+    tx: &mut Tx<'_>,
     batch: &[NewEvent],
-    issues: &[(i64, bool)],
     inserted: &[bool],
-) -> Result<()> {
-    let mut per_issue: HashMap<i64, (i64, i64, i64)> = HashMap::new();
-    for ((ev, &(issue_id, _)), _) in batch
+    releases: &mut ReleaseOrder,
+    now_us: i64,
+) -> Result<Vec<(i64, String)>> {
+    let mut seen: Vec<(i64, &str)> = batch
         .iter()
-        .zip(issues)
         .zip(inserted)
         .filter(|(_, &ins)| ins)
-    {
-        let e = per_issue
-            .entry(issue_id)
-            .or_insert((0, ev.timestamp_us, ev.timestamp_us));
-        e.0 += 1;
-        e.1 = e.1.min(ev.timestamp_us);
-        e.2 = e.2.max(ev.timestamp_us);
+        .filter_map(|(ev, _)| Some((ev.project_id, ev.release.as_deref()?)))
+        .filter(|(p, r)| !releases.get(p).is_some_and(|m| m.contains_key(*r)))
+        .collect();
+    if seen.is_empty() {
+        return Ok(Vec::new());
     }
-    let rows: Vec<(i64, (i64, i64, i64))> = per_issue.into_iter().collect();
-    let mut start = 0;
-    for size in chunk_sizes(rows.len()) {
-        let sql = format!(
-            "WITH v (id, n, first, last) AS (VALUES {})
-             UPDATE issues SET event_count = event_count + v.n,
-                               first_seen = min(first_seen, v.first),
-                               last_seen = max(last_seen, v.last)
-             FROM v WHERE issues.id = v.id",
-            placeholders(size, 4)
-        );
-        let mut q = sqlx::query(&sql);
-        for (id, (n, first, last)) in &rows[start..start + size] {
-            q = q.bind(id).bind(n).bind(first).bind(last);
+    // First-seen order within the batch, then one global order for the inserts' locks.
+    let mut order: Vec<(i64, &str)> = Vec::new();
+    for s in &seen {
+        if !order.contains(s) {
+            order.push(*s);
         }
-        q.execute(&mut **tx).await?;
-        start += size;
+    }
+    seen = order.clone();
+    seen.sort_unstable();
+    let mut new = HashSet::new();
+    for &(project_id, release) in &seen {
+        let sql = match tx {
+            // One writer at a time: the next position is the largest plus one.
+            Db::Sqlite(_) => {
+                "INSERT INTO releases (project_id, version, seq, first_seen)
+                 VALUES ($1, $2, (SELECT coalesce(max(seq), 0) + 1 FROM releases
+                                  WHERE project_id = $1), $3)
+                 ON CONFLICT (project_id, version) DO NOTHING"
+            }
+            // `seq` comes from a sequence (the column default).
+            Db::Postgres(_) => {
+                "INSERT INTO releases (project_id, version, first_seen) VALUES ($1, $2, $3)
+                 ON CONFLICT (project_id, version) DO NOTHING"
+            }
+        };
+        let done = on!(tx, t => sqlx::query(sql)
+            .bind(project_id)
+            .bind(release)
+            .bind(now_us)
+            .execute(&mut **t)
+            .await.map(|r| r.rows_affected()))?;
+        if done == 1 {
+            new.insert((project_id, release));
+        }
+        known_release(tx, releases, project_id, release).await?;
+    }
+    Ok(order
+        .into_iter()
+        .filter(|s| new.contains(s))
+        .map(|(p, r)| (p, r.to_owned()))
+        .collect())
+}
+
+/// Makes sure the release order knows `release`'s position, if the project has seen it.
+async fn known_release(
+    tx: &mut Tx<'_>,
+    releases: &mut ReleaseOrder,
+    project_id: i64,
+    release: &str,
+) -> Result<()> {
+    if releases
+        .get(&project_id)
+        .is_some_and(|m| m.contains_key(release))
+    {
+        return Ok(());
+    }
+    let row: Option<(i64,)> = on!(tx, t => sqlx::query_as(
+        "SELECT seq FROM releases WHERE project_id = $1 AND version = $2",
+    )
+    .bind(project_id)
+    .bind(release)
+    .fetch_optional(&mut **t)
+    .await)?;
+    if let Some((seq,)) = row {
+        releases
+            .entry(project_id)
+            .or_default()
+            .insert(release.to_owned(), seq as u64);
+    }
+    Ok(())
+}
+
+/// Adds the inserted events to their (locked) issues: count, first and last seen.
+async fn bump_issues(tx: &mut Tx<'_>, counts: &[plan::CountUpdate]) -> Result<()> {
+    match tx {
+        Db::Sqlite(t) => {
+            let mut start = 0;
+            for size in chunk_sizes(counts.len()) {
+                let sql = format!(
+                    "WITH v (id, n, first, last) AS (VALUES {})
+                     UPDATE issues SET event_count = event_count + v.n,
+                                       first_seen = min(first_seen, v.first),
+                                       last_seen = max(last_seen, v.last)
+                     FROM v WHERE issues.id = v.id",
+                    placeholders(size, 4)
+                );
+                let mut q = sqlx::query(&sql);
+                for c in &counts[start..start + size] {
+                    q = q
+                        .bind(c.issue_id)
+                        .bind(c.events)
+                        .bind(c.first_us)
+                        .bind(c.last_us);
+                }
+                q.execute(&mut **t).await?;
+                start += size;
+            }
+        }
+        Db::Postgres(t) => {
+            if counts.is_empty() {
+                return Ok(());
+            }
+            let ids: Vec<i64> = counts.iter().map(|c| c.issue_id).collect();
+            let ns: Vec<i64> = counts.iter().map(|c| c.events).collect();
+            let firsts: Vec<i64> = counts.iter().map(|c| c.first_us).collect();
+            let lasts: Vec<i64> = counts.iter().map(|c| c.last_us).collect();
+            sqlx::query(
+                "UPDATE issues SET event_count = event_count + v.n,
+                                   first_seen = LEAST(first_seen, v.first),
+                                   last_seen = GREATEST(last_seen, v.last)
+                 FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::int8[])
+                      AS v (id, n, first, last)
+                 WHERE issues.id = v.id",
+            )
+            .bind(&ids)
+            .bind(&ns)
+            .bind(&firsts)
+            .bind(&lasts)
+            .execute(&mut **t)
+            .await?;
+        }
     }
     Ok(())
 }
@@ -455,7 +713,7 @@ mod tests {
         for n in 0..1000 {
             let sizes = chunk_sizes(n);
             assert_eq!(sizes.iter().sum::<usize>(), n);
-            assert!(sizes.iter().all(|s| CHUNKS.contains(s)));
+            assert!(sizes.iter().all(|s| crate::store::CHUNKS.contains(s)));
         }
     }
 

@@ -1,30 +1,7 @@
 //! Reading issues: one by id, and a project's list newest `last_seen` first.
 
-use super::{Result, Store};
-use sqlx::sqlite::SqliteRow;
-use sqlx::Row as _;
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct IssueRow {
-    pub id: i64,
-    pub project_id: i64,
-    pub project_slug: String,
-    pub project_name: String,
-    pub short_number: i64,
-    pub title: String,
-    pub culprit: String,
-    pub level: String,
-    pub platform: String,
-    pub event_type: String,
-    pub metadata: String,
-    pub status: String,
-    pub event_count: i64,
-    pub first_seen: i64,
-    pub last_seen: i64,
-    pub substatus: Option<String>,
-    /// The lifecycle state as JSON (`issue::state::IssueState`); `{}` for a new issue.
-    pub state: String,
-}
+use super::{Db, Result, Store};
+pub use crate::issue::model::{Activity, Issue};
 
 /// Which issues a list asks for.
 #[derive(Debug, Clone, Default)]
@@ -38,67 +15,73 @@ pub struct IssueFilter {
     pub limit: i64,
 }
 
-const SELECT: &str = "SELECT i.id, i.project_id, p.slug, p.name, i.short_number, i.title,
-        i.culprit, i.level, i.platform, i.event_type, i.metadata, i.status, i.event_count,
-        i.first_seen, i.last_seen, i.substatus, i.state
+pub(crate) const SELECT_ISSUE: &str = "SELECT i.id, i.project_id, p.slug, p.name, i.short_number,
+        i.title, i.culprit, i.level, i.platform, i.event_type, i.metadata, i.status,
+        i.event_count, i.first_seen, i.last_seen, i.substatus, i.state
     FROM issues i JOIN projects p ON p.id = i.project_id";
 
-// Seventeen columns: more than sqlx's tuple rows take, so the row is read by position.
-impl<'r> sqlx::FromRow<'r, SqliteRow> for IssueRow {
-    fn from_row(r: &'r SqliteRow) -> sqlx::Result<IssueRow> {
-        Ok(IssueRow {
-            id: r.try_get(0)?,
-            project_id: r.try_get(1)?,
-            project_slug: r.try_get(2)?,
-            project_name: r.try_get(3)?,
-            short_number: r.try_get(4)?,
-            title: r.try_get(5)?,
-            culprit: r.try_get(6)?,
-            level: r.try_get(7)?,
-            platform: r.try_get(8)?,
-            event_type: r.try_get(9)?,
-            metadata: r.try_get(10)?,
-            status: r.try_get(11)?,
-            event_count: r.try_get(12)?,
-            first_seen: r.try_get(13)?,
-            last_seen: r.try_get(14)?,
-            substatus: r.try_get(15)?,
-            state: r.try_get(16)?,
-        })
-    }
+/// Seventeen columns: more than sqlx's tuple rows take, so the row is read by position, the
+/// same way on either backend.
+pub(crate) fn issue_from_row<'r, R>(r: &'r R) -> sqlx::Result<Issue>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(Issue {
+        id: r.try_get(0)?,
+        project_id: r.try_get(1)?,
+        project_slug: r.try_get(2)?,
+        project_name: r.try_get(3)?,
+        short_number: r.try_get(4)?,
+        title: r.try_get(5)?,
+        culprit: r.try_get(6)?,
+        level: r.try_get(7)?,
+        platform: r.try_get(8)?,
+        event_type: r.try_get(9)?,
+        metadata: r.try_get(10)?,
+        status: r.try_get(11)?,
+        event_count: r.try_get(12)?,
+        first_seen: r.try_get(13)?,
+        last_seen: r.try_get(14)?,
+        substatus: r.try_get(15)?,
+        state: r.try_get(16)?,
+    })
 }
 
 impl Store {
-    pub async fn issue(&self, id: i64) -> Result<Option<IssueRow>> {
-        let row: Option<IssueRow> = sqlx::query_as(&format!("{SELECT} WHERE i.id = $1"))
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await?;
+    pub async fn issue(&self, id: i64) -> Result<Option<Issue>> {
+        let sql = format!("{SELECT_ISSUE} WHERE i.id = $1");
+        let row = on!(&self.read, p => sqlx::query(&sql).bind(id).fetch_optional(p).await?
+            .map(|r| issue_from_row(&r)).transpose()?);
         Ok(row)
     }
 
     /// An issue by its per-project number (short ids like `DEFAULT-3`).
-    pub async fn issue_by_number(&self, project_id: i64, number: i64) -> Result<Option<IssueRow>> {
-        let row: Option<IssueRow> = sqlx::query_as(&format!(
-            "{SELECT} WHERE i.project_id = $1 AND i.short_number = $2"
-        ))
-        .bind(project_id)
-        .bind(number)
-        .fetch_optional(&self.read)
-        .await?;
+    pub async fn issue_by_number(&self, project_id: i64, number: i64) -> Result<Option<Issue>> {
+        let sql = format!("{SELECT_ISSUE} WHERE i.project_id = $1 AND i.short_number = $2");
+        let row = on!(&self.read, p => sqlx::query(&sql).bind(project_id).bind(number)
+            .fetch_optional(p).await?.map(|r| issue_from_row(&r)).transpose()?);
         Ok(row)
     }
 
     /// A page of a project's issues, newest `last_seen` first (ties: higher id first).
-    pub async fn list_issues(&self, project_id: i64, f: &IssueFilter) -> Result<Vec<IssueRow>> {
-        let mut sql = format!("{SELECT} WHERE i.project_id = $1");
+    pub async fn list_issues(&self, project_id: i64, f: &IssueFilter) -> Result<Vec<Issue>> {
+        // SQLite's LIKE ignores ASCII case; PostgreSQL's ILIKE is the same thing there.
+        let like = match self.read {
+            Db::Sqlite(_) => "LIKE",
+            Db::Postgres(_) => "ILIKE",
+        };
+        let mut sql = format!("{SELECT_ISSUE} WHERE i.project_id = $1");
         let mut n = 2;
         if f.status.is_some() {
             sql.push_str(&format!(" AND i.status = ${n}"));
             n += 1;
         }
         for _ in &f.words {
-            sql.push_str(&format!(" AND i.title LIKE ${n} ESCAPE '\\'"));
+            sql.push_str(&format!(" AND i.title {like} ${n} ESCAPE '\\'"));
             n += 1;
         }
         if f.after.is_some() {
@@ -106,45 +89,60 @@ impl Store {
             n += 2;
         }
         sql.push_str(&format!(" ORDER BY i.last_seen DESC, i.id DESC LIMIT ${n}"));
-        let mut q = sqlx::query_as::<_, IssueRow>(&sql).bind(project_id);
-        if let Some(status) = &f.status {
-            q = q.bind(status);
-        }
-        for w in &f.words {
-            let escaped = w
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            q = q.bind(format!("%{escaped}%"));
-        }
-        if let Some((last_seen, id)) = f.after {
-            q = q.bind(last_seen).bind(id);
-        }
-        let rows = q.bind(f.limit).fetch_all(&self.read).await?;
+        let words: Vec<String> = f
+            .words
+            .iter()
+            .map(|w| {
+                let escaped = w
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_");
+                format!("%{escaped}%")
+            })
+            .collect();
+        let rows = on!(&self.read, p => {
+            let mut q = sqlx::query(&sql).bind(project_id);
+            if let Some(status) = &f.status {
+                q = q.bind(status);
+            }
+            for w in &words {
+                q = q.bind(w);
+            }
+            if let Some((last_seen, id)) = f.after {
+                q = q.bind(last_seen).bind(id);
+            }
+            q.bind(f.limit)
+                .fetch_all(p)
+                .await?
+                .iter()
+                .map(issue_from_row)
+                .collect::<sqlx::Result<Vec<Issue>>>()?
+        });
         Ok(rows)
     }
 
     /// Ids of a project's issues, optionally of one status (bulk updates).
     pub async fn issue_ids(&self, project_id: i64, status: Option<&str>) -> Result<Vec<i64>> {
-        let rows: Vec<(i64,)> = sqlx::query_as(
-            "SELECT id FROM issues WHERE project_id = $1 AND ($2 IS NULL OR status = $2) ORDER BY id",
+        let rows: Vec<(i64,)> = on!(&self.read, p => sqlx::query_as(
+            "SELECT id FROM issues WHERE project_id = $1 AND (CAST($2 AS TEXT) IS NULL OR status = $2)
+             ORDER BY id",
         )
         .bind(project_id)
         .bind(status)
-        .fetch_all(&self.read)
-        .await?;
+        .fetch_all(p)
+        .await)?;
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
     /// An issue's history, newest first.
     pub async fn activities(&self, issue_id: i64) -> Result<Vec<Activity>> {
-        let rows: Vec<(i64, String, String, String, String, i64)> = sqlx::query_as(
+        let rows: Vec<(i64, String, String, String, String, i64)> = on!(&self.read, p => sqlx::query_as(
             "SELECT id, kind, actor, reason, data, created_at FROM issue_activity
              WHERE issue_id = $1 ORDER BY id DESC",
         )
         .bind(issue_id)
-        .fetch_all(&self.read)
-        .await?;
+        .fetch_all(p)
+        .await)?;
         Ok(rows
             .into_iter()
             .map(|(id, kind, actor, reason, data, created_at)| Activity {
@@ -157,16 +155,15 @@ impl Store {
             })
             .collect())
     }
-}
 
-/// One transition in an issue's history.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Activity {
-    pub id: i64,
-    pub kind: String,
-    /// `system` or `token:<id>`.
-    pub actor: String,
-    pub reason: String,
-    pub data: String,
-    pub created_at: i64,
+    /// An issue's episodes, newest first: (cause, started at µs).
+    pub async fn episodes(&self, issue_id: i64) -> Result<Vec<(String, i64)>> {
+        let rows: Vec<(String, i64)> = on!(&self.read, p => sqlx::query_as(
+            "SELECT cause, started_at FROM issue_episodes WHERE issue_id = $1 ORDER BY id DESC",
+        )
+        .bind(issue_id)
+        .fetch_all(p)
+        .await)?;
+        Ok(rows)
+    }
 }

@@ -34,7 +34,7 @@ impl Store {
         public_key: &str,
         now_us: i64,
     ) -> Result<Project> {
-        let row: Option<Row> = sqlx::query_as(&format!(
+        let row: Option<Row> = on!(&self.write, p => sqlx::query_as(&format!(
             "INSERT INTO projects (slug, name, public_key, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (slug) DO NOTHING RETURNING {COLUMNS}"
         ))
@@ -42,56 +42,54 @@ impl Store {
         .bind(name)
         .bind(public_key)
         .bind(now_us)
-        .fetch_optional(&self.write)
-        .await?;
+        .fetch_optional(p)
+        .await)?;
         row.map(from_row)
             .ok_or_else(|| StoreError::Conflict(format!("project '{slug}' already exists")))
     }
 
     pub async fn list_projects(&self) -> Result<Vec<Project>> {
-        let rows: Vec<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM projects ORDER BY id"))
-            .fetch_all(&self.read)
-            .await?;
+        let rows: Vec<Row> = on!(&self.read, p => sqlx::query_as(&format!("SELECT {COLUMNS} FROM projects ORDER BY id"))
+            .fetch_all(p)
+            .await)?;
         Ok(rows.into_iter().map(from_row).collect())
     }
 
     pub async fn project_by_key(&self, public_key: &str) -> Result<Option<Project>> {
-        let row: Option<Row> = sqlx::query_as(&format!(
+        let row: Option<Row> = on!(&self.read, p => sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM projects WHERE public_key = $1"
         ))
         .bind(public_key)
-        .fetch_optional(&self.read)
-        .await?;
+        .fetch_optional(p)
+        .await)?;
         Ok(row.map(from_row))
     }
 
     pub async fn project_by_slug(&self, slug: &str) -> Result<Option<Project>> {
-        let row: Option<Row> =
-            sqlx::query_as(&format!("SELECT {COLUMNS} FROM projects WHERE slug = $1"))
+        let row: Option<Row> = on!(&self.read, p => sqlx::query_as(&format!("SELECT {COLUMNS} FROM projects WHERE slug = $1"))
                 .bind(slug)
-                .fetch_optional(&self.read)
-                .await?;
+                .fetch_optional(p)
+                .await)?;
         Ok(row.map(from_row))
     }
 
     pub async fn project_by_id(&self, id: i64) -> Result<Option<Project>> {
-        let row: Option<Row> =
-            sqlx::query_as(&format!("SELECT {COLUMNS} FROM projects WHERE id = $1"))
+        let row: Option<Row> = on!(&self.read, p => sqlx::query_as(&format!("SELECT {COLUMNS} FROM projects WHERE id = $1"))
                 .bind(id)
-                .fetch_optional(&self.read)
-                .await?;
+                .fetch_optional(p)
+                .await)?;
         Ok(row.map(from_row))
     }
 
     /// The project's alert switches: (new issue, regression, unmute).
     pub async fn project_alerts(&self, project_id: i64) -> Result<(bool, bool, bool)> {
-        let row: (bool, bool, bool) = sqlx::query_as(
+        let row: (bool, bool, bool) = on!(&self.read, p => sqlx::query_as(
             "SELECT alert_on_new_issue, alert_on_regression, alert_on_unmute FROM projects
              WHERE id = $1",
         )
         .bind(project_id)
-        .fetch_one(&self.read)
-        .await?;
+        .fetch_one(p)
+        .await)?;
         Ok(row)
     }
 
@@ -103,7 +101,7 @@ impl Store {
         regression: Option<bool>,
         unmute: Option<bool>,
     ) -> Result<()> {
-        sqlx::query(
+        on!(&self.write, p => sqlx::query(
             "UPDATE projects SET alert_on_new_issue = coalesce($1, alert_on_new_issue),
                  alert_on_regression = coalesce($2, alert_on_regression),
                  alert_on_unmute = coalesce($3, alert_on_unmute)
@@ -113,8 +111,8 @@ impl Store {
         .bind(regression)
         .bind(unmute)
         .bind(project_id)
-        .execute(&self.write)
-        .await?;
+        .execute(p)
+        .await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! Alerts end to end: a spawned Stackhound, a real HTTP receiver and a real SMTP server; the
 //! alert worker's step is run after moving the manual clock, so nothing sleeps.
 
+use crate::backend::Backend;
 use crate::helpers::{spawn_manual, TestServer};
 use crate::receivers::{smtp_sink, Receiver};
 use serde_json::{json, Value};
@@ -23,9 +24,9 @@ fn worker(server: &TestServer, smtp: &str) -> AlertWorker {
     .unwrap()
 }
 
-#[tokio::test]
-async fn new_issue_and_regression_alerts_reach_every_channel() {
-    let server = spawn_manual().await;
+both_backends!(new_issue_and_regression_alerts_reach_every_channel);
+async fn new_issue_and_regression_alerts_reach_every_channel(backend: Backend) {
+    let server = spawn_manual(backend).await;
     let hook = Receiver::start(0).await;
     let slack = Receiver::start(0).await;
     let (smtp_addr, mails) = smtp_sink().await;
@@ -82,9 +83,9 @@ async fn new_issue_and_regression_alerts_reach_every_channel() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn a_receiver_failing_twice_gets_the_alert_once_after_three_attempts() {
-    let server = spawn_manual().await;
+both_backends!(a_receiver_failing_twice_gets_the_alert_once_after_three_attempts);
+async fn a_receiver_failing_twice_gets_the_alert_once_after_three_attempts(backend: Backend) {
+    let server = spawn_manual(backend).await;
     let hook = Receiver::start(2).await;
     server
         .add_channel(json!({"kind": "webhook", "url": hook.url("/hook")}))

@@ -1,5 +1,6 @@
 //! The `/api/0/` read API: Sentry's shapes, token auth, filters and Link pagination.
 
+use crate::backend::Backend;
 use crate::helpers::{spawn, TestServer};
 use serde_json::json;
 
@@ -25,9 +26,9 @@ async fn send_message(server: &TestServer, n: u32, text: &str) -> String {
     id
 }
 
-#[tokio::test]
-async fn issue_shapes_and_auth() {
-    let server = spawn().await;
+both_backends!(issue_shapes_and_auth);
+async fn issue_shapes_and_auth(backend: Backend) {
+    let server = spawn(backend).await;
     let id = send_message(&server, 1, "cache miss storm").await;
 
     let resp = server
@@ -113,9 +114,9 @@ async fn issue_shapes_and_auth() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn pagination_follows_link_headers_newest_first() {
-    let server = spawn().await;
+both_backends!(pagination_follows_link_headers_newest_first);
+async fn pagination_follows_link_headers_newest_first(backend: Backend) {
+    let server = spawn(backend).await;
     for n in 0..7 {
         send_message(
             &server,
@@ -160,9 +161,9 @@ async fn pagination_follows_link_headers_newest_first() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn resent_event_ids_count_once() {
-    let server = spawn().await;
+both_backends!(resent_event_ids_count_once);
+async fn resent_event_ids_count_once(backend: Backend) {
+    let server = spawn(backend).await;
     for _ in 0..3 {
         send_message(&server, 42, "retry storm").await;
     }
@@ -173,11 +174,11 @@ async fn resent_event_ids_count_once() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn store_endpoint_accepts_json_and_base64_zlib() {
+both_backends!(store_endpoint_accepts_json_and_base64_zlib);
+async fn store_endpoint_accepts_json_and_base64_zlib(backend: Backend) {
     use base64::Engine;
     use std::io::Write;
-    let server = spawn().await;
+    let server = spawn(backend).await;
     let url = format!("{}/api/{}/store/", server.base, server.project_id);
     let event = json!({"message": "legacy store event", "timestamp": "2011-05-02T17:41:36"});
     let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());

@@ -1,5 +1,6 @@
 //! Hostile and malformed requests, table-driven against one server: every one is a JSON 4xx, and the server keeps serving.
 
+use crate::backend::Backend;
 use crate::helpers::{spawn, spawn_with, TestServer, KEY};
 use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::Method;
@@ -843,9 +844,9 @@ fn quirks(server: &TestServer) -> Vec<(Case, Option<&'static str>)> {
     ]
 }
 
-#[tokio::test]
-async fn malformed_requests_are_refused_and_the_server_keeps_serving() {
-    let server = spawn().await;
+both_backends!(malformed_requests_are_refused_and_the_server_keeps_serving);
+async fn malformed_requests_are_refused_and_the_server_keeps_serving(backend: Backend) {
+    let server = spawn(backend).await;
     let other = server
         .store
         .create_project("second", "Second", OTHER_KEY, 0)
@@ -943,13 +944,16 @@ async fn malformed_requests_are_refused_and_the_server_keeps_serving() {
     server.stop().await;
 }
 
+both_backends!(oversize_bodies_are_413);
 /// A body over `max_body` is refused with 413 before it is decoded, whatever its encoding.
-#[tokio::test]
-async fn oversize_bodies_are_413() {
-    let server = spawn_with(Limits {
-        max_body: 1 << 20,
-        ..Default::default()
-    })
+async fn oversize_bodies_are_413(backend: Backend) {
+    let server = spawn_with(
+        backend,
+        Limits {
+            max_body: 1 << 20,
+            ..Default::default()
+        },
+    )
     .await;
     let pid = server.project_id;
     let table = [

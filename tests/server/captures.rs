@@ -1,6 +1,7 @@
 //! Replays every captured real-SDK request (Python brotli and gzip, Rust) byte for byte, as
 //! sent, and checks the grouping outcome of each case through the API.
 
+use crate::backend::Backend;
 use crate::helpers::{spawn, TestServer};
 use std::path::{Path, PathBuf};
 
@@ -54,8 +55,13 @@ async fn replay(server: &TestServer, sdk: &str, case: &str) -> Vec<(u16, serde_j
     answers
 }
 
-async fn case(sdk: &str, case: &str) -> (Vec<(u16, serde_json::Value)>, Vec<serde_json::Value>) {
-    let server = spawn().await;
+/// One case of one SDK on a server of its own: the answers, and the issues afterwards.
+async fn case(
+    backend: Backend,
+    sdk: &str,
+    case: &str,
+) -> (Vec<(u16, serde_json::Value)>, Vec<serde_json::Value>) {
+    let server = spawn(backend).await;
     let answers = replay(&server, sdk, case).await;
     for (status, body) in &answers {
         assert_eq!(*status, 200, "{sdk}/{case}: {body}");
@@ -69,10 +75,10 @@ fn title(issue: &serde_json::Value) -> &str {
     issue["title"].as_str().unwrap()
 }
 
-#[tokio::test]
-async fn exception_makes_one_issue_per_sdk() {
+both_backends!(exception_makes_one_issue_per_sdk);
+async fn exception_makes_one_issue_per_sdk(backend: Backend) {
     for sdk in SDKS {
-        let (answers, issues) = case(sdk, "exception").await;
+        let (answers, issues) = case(backend, sdk, "exception").await;
         assert_eq!(answers[0].1["id"].as_str().unwrap().len(), 32);
         assert_eq!(issues.len(), 1, "{sdk}");
         assert_eq!(issues[0]["count"], "1");
@@ -89,10 +95,10 @@ async fn exception_makes_one_issue_per_sdk() {
     }
 }
 
-#[tokio::test]
-async fn the_same_error_twice_is_one_issue_with_count_two() {
+both_backends!(the_same_error_twice_is_one_issue_with_count_two);
+async fn the_same_error_twice_is_one_issue_with_count_two(backend: Backend) {
     for sdk in SDKS {
-        let (answers, issues) = case(sdk, "twice").await;
+        let (answers, issues) = case(backend, sdk, "twice").await;
         assert_eq!(answers.len(), 2);
         assert_ne!(answers[0].1["id"], answers[1].1["id"]);
         assert_eq!(issues.len(), 1, "{sdk}: {issues:#?}");
@@ -100,10 +106,10 @@ async fn the_same_error_twice_is_one_issue_with_count_two() {
     }
 }
 
-#[tokio::test]
-async fn chained_exception_is_titled_after_the_outermost() {
+both_backends!(chained_exception_is_titled_after_the_outermost);
+async fn chained_exception_is_titled_after_the_outermost(backend: Backend) {
     for sdk in SDKS {
-        let (_, issues) = case(sdk, "chained").await;
+        let (_, issues) = case(backend, sdk, "chained").await;
         assert_eq!(issues.len(), 1, "{sdk}");
         let expected = if sdk.starts_with("python") {
             "RuntimeError"
@@ -118,10 +124,10 @@ async fn chained_exception_is_titled_after_the_outermost() {
     }
 }
 
-#[tokio::test]
-async fn messages_and_fingerprints_and_large_events() {
+both_backends!(messages_and_fingerprints_and_large_events);
+async fn messages_and_fingerprints_and_large_events(backend: Backend) {
     for sdk in SDKS {
-        let (_, issues) = case(sdk, "message").await;
+        let (_, issues) = case(backend, sdk, "message").await;
         assert_eq!(issues.len(), 1, "{sdk}");
         assert_eq!(issues[0]["level"], "warning", "{sdk}");
         assert!(
@@ -129,18 +135,18 @@ async fn messages_and_fingerprints_and_large_events() {
             "{sdk}: {}",
             title(&issues[0])
         );
-        let (_, issues) = case(sdk, "fingerprint").await;
+        let (_, issues) = case(backend, sdk, "fingerprint").await;
         assert_eq!(issues.len(), 1, "{sdk}");
-        let (_, issues) = case(sdk, "large").await;
+        let (_, issues) = case(backend, sdk, "large").await;
         assert_eq!(issues.len(), 1, "{sdk}");
     }
 }
 
-#[tokio::test]
-async fn cron_and_transaction_envelopes_are_accepted_without_issues() {
+both_backends!(cron_and_transaction_envelopes_are_accepted_without_issues);
+async fn cron_and_transaction_envelopes_are_accepted_without_issues(backend: Backend) {
     for sdk in SDKS {
         for c in ["cron", "transaction"] {
-            let (answers, issues) = case(sdk, c).await;
+            let (answers, issues) = case(backend, sdk, c).await;
             for (_, body) in answers {
                 assert_eq!(body, serde_json::json!({}), "{sdk}/{c}");
             }
@@ -149,12 +155,12 @@ async fn cron_and_transaction_envelopes_are_accepted_without_issues() {
     }
 }
 
-#[tokio::test]
-async fn all_cases_in_one_project_group_apart() {
+both_backends!(all_cases_in_one_project_group_apart);
+async fn all_cases_in_one_project_group_apart(backend: Backend) {
     // Every event case of one SDK into one project: exception, chained, message, fingerprint
     // and large are five different issues; twice adds two events to one more.
     for sdk in SDKS {
-        let server = spawn().await;
+        let server = spawn(backend).await;
         for c in [
             "exception",
             "chained",

@@ -1,5 +1,6 @@
 //! Many clients at once: every distinct event counted exactly once, and a full queue answers 503 without losing accepted events.
 
+use crate::backend::Backend;
 use crate::helpers::{spawn, spawn_with, TestServer};
 use stackhound::config::Limits;
 use std::collections::{HashMap, HashSet};
@@ -180,9 +181,9 @@ async fn issues_by_type(server: &TestServer) -> HashMap<String, (i64, u64)> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_clients_count_every_distinct_event_once() {
-    let server = spawn().await;
+both_backends!(multi_thread: concurrent_clients_count_every_distinct_event_once);
+async fn concurrent_clients_count_every_distinct_event_once(backend: Backend) {
+    let server = spawn(backend).await;
     let target = Target::of(&server);
     let started = Instant::now();
 
@@ -256,13 +257,16 @@ async fn concurrent_clients_count_every_distinct_event_once() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_burst_beyond_a_small_queue_is_answered_200_or_503() {
-    let server = spawn_with(Limits {
-        queue_capacity: 4,
-        max_batch: 2,
-        ..Default::default()
-    })
+both_backends!(multi_thread: a_burst_beyond_a_small_queue_is_answered_200_or_503);
+async fn a_burst_beyond_a_small_queue_is_answered_200_or_503(backend: Backend) {
+    let server = spawn_with(
+        backend,
+        Limits {
+            queue_capacity: 4,
+            max_batch: 2,
+            ..Default::default()
+        },
+    )
     .await;
     let target = Target::of(&server);
     const BURST: usize = 64;

@@ -1,5 +1,7 @@
-//! `spawn()`: a server on 127.0.0.1:0 over a fresh SQLite file, with a project and a token.
+//! `spawn(backend)`: a server on 127.0.0.1:0 over a fresh database of `backend`, with a project
+//! and a token.
 
+use crate::backend::{Backend, TestDb};
 use stackhound::app::{self, Settings};
 use stackhound::clock::Clock;
 use stackhound::config::Limits;
@@ -21,27 +23,33 @@ pub struct TestServer {
     pub clock: Clock,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    _dir: tempfile::TempDir,
+    /// The database; declared last, so it is dropped after everything that uses it.
+    _db: TestDb,
 }
 
-pub async fn spawn() -> TestServer {
-    spawn_with(Limits::default()).await
+pub async fn spawn(backend: Backend) -> TestServer {
+    spawn_with(backend, Limits::default()).await
 }
 
-pub async fn spawn_with(limits: Limits) -> TestServer {
-    spawn_full(limits, Clock::System, true).await
+pub async fn spawn_with(backend: Backend, limits: Limits) -> TestServer {
+    spawn_full(backend, limits, Clock::System, true).await
 }
 
 /// A server on a manual clock (starting at the current time), periodic workers off: tests move
 /// the clock and run the due steps themselves.
-pub async fn spawn_manual() -> TestServer {
+pub async fn spawn_manual(backend: Backend) -> TestServer {
     let clock = Clock::manual(chrono::Utc::now());
-    spawn_full(Limits::default(), clock, false).await
+    spawn_full(backend, Limits::default(), clock, false).await
 }
 
-async fn spawn_full(limits: Limits, clock: Clock, background: bool) -> TestServer {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_path(&dir.path().join("test.db")).await.unwrap();
+async fn spawn_full(
+    backend: Backend,
+    limits: Limits,
+    clock: Clock,
+    background: bool,
+) -> TestServer {
+    let db = TestDb::new(backend).await;
+    let store = db.open().await;
     let project = store
         .create_project("default", "Default", KEY, 0)
         .await
@@ -58,7 +66,7 @@ async fn spawn_full(limits: Limits, clock: Clock, background: bool) -> TestServe
         limits,
         clock: clock.clone(),
         background,
-        smtp: Default::default(),
+        ..Settings::new(base.clone())
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let server = app::start(store.clone(), settings);
@@ -77,7 +85,7 @@ async fn spawn_full(limits: Limits, clock: Clock, background: bool) -> TestServe
         clock,
         stop: Some(stop),
         handle: Some(handle),
-        _dir: dir,
+        _db: db,
     }
 }
 
@@ -159,13 +167,28 @@ impl TestServer {
         (status, resp.json().await.unwrap_or(serde_json::Value::Null))
     }
 
-    /// Stops the server gracefully and waits for it.
+    /// Stops the server gracefully and waits for it; it closes the store on its way out.
+    /// Then the database is dropped with `self`.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(h) = self.handle.take() {
             h.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    /// A server never stopped (a test that failed, or did not call `stop`) is told to stop and
+    /// its task aborted; dropping the database (`WITH (FORCE)` on PostgreSQL) then ends any
+    /// connection it still holds.
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.abort();
         }
     }
 }

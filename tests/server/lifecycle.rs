@@ -2,6 +2,7 @@
 //! regressions and release rules in the ingest path, volume and time unmutes, the history,
 //! and the alerts written to the outbox (exactly once).
 
+use crate::backend::Backend;
 use crate::helpers::{spawn, spawn_manual, TestServer};
 use serde_json::{json, Value};
 
@@ -62,9 +63,9 @@ async fn alerts(server: &TestServer, issue_id: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn resolve_then_event_regresses_and_alerts() {
-    let server = spawn().await;
+both_backends!(resolve_then_event_regresses_and_alerts);
+async fn resolve_then_event_regresses_and_alerts(backend: Backend) {
+    let server = spawn(backend).await;
     add_webhook(&server).await;
     send(&server, "Flaky", None).await;
     let issue = issue_of(&server, "Flaky").await;
@@ -103,9 +104,9 @@ async fn resolve_then_event_regresses_and_alerts() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn resolve_in_release_excuses_older_releases() {
-    let server = spawn().await;
+both_backends!(resolve_in_release_excuses_older_releases);
+async fn resolve_in_release_excuses_older_releases(backend: Backend) {
+    let server = spawn(backend).await;
     add_webhook(&server).await;
     send(&server, "Versioned", Some("1.0")).await;
     let id = issue_of(&server, "Versioned").await["id"]
@@ -129,9 +130,9 @@ async fn resolve_in_release_excuses_older_releases() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn resolve_in_next_release_waits_for_a_new_release() {
-    let server = spawn().await;
+both_backends!(resolve_in_next_release_waits_for_a_new_release);
+async fn resolve_in_next_release_waits_for_a_new_release(backend: Backend) {
+    let server = spawn(backend).await;
     send(&server, "NextRel", Some("app@1.4.0")).await;
     let id = issue_of(&server, "NextRel").await["id"]
         .as_str()
@@ -152,10 +153,10 @@ async fn resolve_in_next_release_waits_for_a_new_release() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn volume_mute_unmutes_on_the_tenth_event_with_one_alert() {
+both_backends!(volume_mute_unmutes_on_the_tenth_event_with_one_alert);
+async fn volume_mute_unmutes_on_the_tenth_event_with_one_alert(backend: Backend) {
     // Manual clock, background workers off: this test runs the alert worker itself.
-    let server = spawn_manual().await;
+    let server = spawn_manual(backend).await;
     let hook = crate::receivers::Receiver::start(0).await;
     server
         .add_channel(json!({"kind": "webhook", "url": hook.url("/hook")}))
@@ -215,9 +216,9 @@ async fn volume_mute_unmutes_on_the_tenth_event_with_one_alert() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn a_mute_whose_condition_holds_is_refused_and_people_unmute_silently() {
-    let server = spawn().await;
+both_backends!(a_mute_whose_condition_holds_is_refused_and_people_unmute_silently);
+async fn a_mute_whose_condition_holds_is_refused_and_people_unmute_silently(backend: Backend) {
+    let server = spawn(backend).await;
     add_webhook(&server).await;
     for _ in 0..3 {
         send(&server, "Busy", None).await;
@@ -273,9 +274,9 @@ async fn a_mute_whose_condition_holds_is_refused_and_people_unmute_silently() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn sentry_cli_bulk_bodies_and_selectors() {
-    let server = spawn().await;
+both_backends!(sentry_cli_bulk_bodies_and_selectors);
+async fn sentry_cli_bulk_bodies_and_selectors(backend: Backend) {
+    let server = spawn(backend).await;
     for kind in ["BulkA", "BulkB", "BulkC"] {
         send(&server, kind, None).await;
     }
@@ -349,9 +350,9 @@ async fn sentry_cli_bulk_bodies_and_selectors() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn a_time_limited_mute_lifts_without_events_and_alerts() {
-    let server = spawn_manual().await;
+both_backends!(a_time_limited_mute_lifts_without_events_and_alerts);
+async fn a_time_limited_mute_lifts_without_events_and_alerts(backend: Backend) {
+    let server = spawn_manual(backend).await;
     add_webhook(&server).await;
     send(&server, "Snoozed", None).await;
     let id = issue_of(&server, "Snoozed").await["id"]
@@ -367,18 +368,32 @@ async fn a_time_limited_mute_lifts_without_events_and_alerts() {
     assert_eq!(status, 200, "{body}");
     assert!(body["statusDetails"]["ignoreUntil"].is_string());
     server.clock.advance(chrono::Duration::minutes(29));
-    assert_eq!(server.state.pipeline.unmute_due().await.unwrap(), 0);
+    assert_eq!(
+        server
+            .store
+            .unmute_due(server.clock.now().timestamp_micros())
+            .await
+            .unwrap(),
+        0
+    );
     assert_eq!(issue_of(&server, "Snoozed").await["status"], "ignored");
     server.clock.advance(chrono::Duration::minutes(2));
-    assert_eq!(server.state.pipeline.unmute_due().await.unwrap(), 1);
+    assert_eq!(
+        server
+            .store
+            .unmute_due(server.clock.now().timestamp_micros())
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(issue_of(&server, "Snoozed").await["status"], "unresolved");
     assert_eq!(alerts(&server, &id).await, vec!["new_issue", "unmute"]);
     server.stop().await;
 }
 
-#[tokio::test]
-async fn concurrent_clients_crossing_a_threshold_write_one_unmute_alert() {
-    let server = spawn().await;
+both_backends!(concurrent_clients_crossing_a_threshold_write_one_unmute_alert);
+async fn concurrent_clients_crossing_a_threshold_write_one_unmute_alert(backend: Backend) {
+    let server = spawn(backend).await;
     add_webhook(&server).await;
     send(&server, "Stampede", None).await;
     let id = issue_of(&server, "Stampede").await["id"]
@@ -417,9 +432,9 @@ async fn concurrent_clients_crossing_a_threshold_write_one_unmute_alert() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn alert_switches_and_refused_bodies() {
-    let server = spawn().await;
+both_backends!(alert_switches_and_refused_bodies);
+async fn alert_switches_and_refused_bodies(backend: Backend) {
+    let server = spawn(backend).await;
     add_webhook(&server).await;
     let (status, body) = put(
         &server,

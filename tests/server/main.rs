@@ -1,4 +1,11 @@
 //! End-to-end tests: a real server on port 0 with a fresh database, driven by real clients.
+//! Every test runs on SQLite and on PostgreSQL (`both_backends!`): `<module>::<test>::sqlite`
+//! and `<module>::<test>::postgres`.
+
+// First, so that `both_backends!` is in scope in the modules below.
+#[path = "../support/backend.rs"]
+#[macro_use]
+mod backend;
 
 mod alerts_e2e;
 mod api;

@@ -1,5 +1,6 @@
 //! The official Rust `sentry` crate as a real client: errors, chains, messages, fingerprints.
 
+use crate::backend::Backend;
 use crate::helpers::spawn;
 use sentry::protocol::Level;
 use std::sync::Arc;
@@ -35,9 +36,9 @@ fn parse_error(input: &str) -> std::num::ParseIntError {
     input.parse::<u32>().unwrap_err()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rust_sdk_events_group_into_issues() {
-    let server = spawn().await;
+both_backends!(multi_thread: rust_sdk_events_group_into_issues);
+async fn rust_sdk_events_group_into_issues(backend: Backend) {
+    let server = spawn(backend).await;
     let (client, hub) = client(&server.dsn);
     let ids = tokio::task::spawn_blocking(move || {
         let mut ids = Vec::new();
@@ -97,9 +98,9 @@ async fn rust_sdk_events_group_into_issues() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn custom_fingerprints_split_and_join() {
-    let server = spawn().await;
+both_backends!(multi_thread: custom_fingerprints_split_and_join);
+async fn custom_fingerprints_split_and_join(backend: Backend) {
+    let server = spawn(backend).await;
     let (client, hub) = client(&server.dsn);
     tokio::task::spawn_blocking(move || {
         for (fp, msg) in [("a", "same text"), ("b", "same text"), ("a", "other text")] {

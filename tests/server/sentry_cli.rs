@@ -1,6 +1,7 @@
 //! The real `sentry-cli` (npm `@sentry/cli`, installed on first use into `target/`) listing,
 //! resolving, muting and unresolving issues of a spawned server, and sending an event.
 
+use crate::backend::Backend;
 use crate::helpers::{spawn, TestServer};
 use serde_json::json;
 use std::path::PathBuf;
@@ -76,9 +77,9 @@ async fn statuses(server: &TestServer) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sentry_cli_sends_lists_and_changes_issues() {
-    let server = spawn().await;
+both_backends!(multi_thread: sentry_cli_sends_lists_and_changes_issues);
+async fn sentry_cli_sends_lists_and_changes_issues(backend: Backend) {
+    let server = spawn(backend).await;
     // send-event: the CLI's own envelope through the ingestion endpoint.
     for msg in ["cli message one", "cli message two"] {
         let (ok, out) = run(&server, &["send-event", "-m", msg, "--no-environ"]).await;

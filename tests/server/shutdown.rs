@@ -1,26 +1,25 @@
 //! Stopping the real binary under load: after SIGTERM (graceful) and after SIGKILL (no chance
 //! to clean up), every event it answered 200 is in the database, and counts match the rows.
 
-use stackhound::store::Store;
+use crate::backend::{Backend, TestDb};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 const BIN: &str = env!("CARGO_BIN_EXE_stackhound");
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_under_load_loses_no_acknowledged_event() {
-    stop_under_load("TERM").await;
+both_backends!(multi_thread: sigterm_under_load_loses_no_acknowledged_event);
+async fn sigterm_under_load_loses_no_acknowledged_event(backend: Backend) {
+    stop_under_load(backend, "TERM").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_under_load_loses_no_acknowledged_event() {
-    stop_under_load("KILL").await;
+both_backends!(multi_thread: sigkill_under_load_loses_no_acknowledged_event);
+async fn sigkill_under_load_loses_no_acknowledged_event(backend: Backend) {
+    stop_under_load(backend, "KILL").await;
 }
 
-async fn stop_under_load(signal: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("s.db").display());
+async fn stop_under_load(backend: Backend, signal: &str) {
+    let db = TestDb::new(backend).await;
     let out = Command::new(BIN)
         .args([
             "project",
@@ -28,11 +27,15 @@ async fn stop_under_load(signal: &str) {
             "default",
             "--json",
             "--database-url",
-            &db,
+            &db.url,
         ])
         .output()
         .unwrap();
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "project create on {backend}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let project: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let dsn = project["dsn"].as_str().unwrap();
     let key = dsn
@@ -54,7 +57,7 @@ async fn stop_under_load(signal: &str) {
             "--bind",
             &format!("127.0.0.1:{port}"),
             "--database-url",
-            &db,
+            &db.url,
         ])
         .env("STACKHOUND_LOG", "warn")
         .stdout(Stdio::null())
@@ -133,7 +136,8 @@ async fn stop_under_load(signal: &str) {
     let status = tokio::task::spawn_blocking(move || server.wait().unwrap())
         .await
         .unwrap();
-    // SIGKILL gives no chance to clean up: the WAL is recovered when the database reopens.
+    // SIGKILL gives no chance to clean up: SQLite recovers the WAL when the database reopens,
+    // PostgreSQL ends the killed process's sessions (rolling back what was not committed).
     if signal == "TERM" {
         assert!(status.success(), "server exited with {status}");
     }
@@ -143,7 +147,7 @@ async fn stop_under_load(signal: &str) {
 
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() >= 300);
-    let store = Store::open(&db).await.unwrap();
+    let store = db.open().await;
     let project_id: i64 = project["id"].as_str().unwrap().parse().unwrap();
     for id in &acked {
         assert!(

@@ -28,6 +28,8 @@ pub struct ReceiverState {
     pub fail_first: usize,
     /// Woken on every request, so a test can wait for one without sleeping.
     pub arrived: Arc<tokio::sync::Notify>,
+    /// How long each answer takes (a slow receiver); the request is recorded on arrival.
+    pub delay: std::time::Duration,
 }
 
 pub struct Receiver {
@@ -41,6 +43,7 @@ impl Receiver {
             requests: Vec::new(),
             fail_first,
             arrived: Arc::default(),
+            delay: std::time::Duration::ZERO,
         }));
         let app = axum::Router::new()
             .fallback(record)
@@ -81,21 +84,33 @@ pub async fn record(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, &'static str) {
-    let mut s = state.lock().unwrap();
-    let fail = s.requests.len() < s.fail_first;
-    let status = if fail {
-        StatusCode::INTERNAL_SERVER_ERROR
-    } else {
-        StatusCode::OK
+    let (status, delay) = {
+        let mut s = state.lock().unwrap();
+        let fail = s.requests.len() < s.fail_first;
+        let status = if fail {
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            StatusCode::OK
+        };
+        s.requests.push(Request {
+            path: uri.path().to_string(),
+            headers,
+            body,
+            status: status.as_u16(),
+        });
+        s.arrived.notify_one();
+        (status, s.delay)
     };
-    s.requests.push(Request {
-        path: uri.path().to_string(),
-        headers,
-        body,
-        status: status.as_u16(),
-    });
-    s.arrived.notify_one();
-    (status, if fail { "receiver is down" } else { "ok" })
+    // Not under the lock: a slow receiver still takes requests concurrently.
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let text = if status.is_success() {
+        "ok"
+    } else {
+        "receiver is down"
+    };
+    (status, text)
 }
 
 // ---------------------------------------------------------------------------------------------
