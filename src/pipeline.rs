@@ -97,10 +97,10 @@ fn prepare_parsed(
     let drift = sent_at.map(|s| received - s).filter(|d| d.abs() > 60.0);
     let timestamp = summary.timestamp + drift.unwrap_or(0.0);
     let seed = IssueSeed {
-        title: summary.title,
-        culprit: summary.culprit,
+        title: without_nul(summary.title),
+        culprit: without_nul(summary.culprit),
         level: summary.level.as_str(),
-        platform: summary.platform,
+        platform: without_nul(summary.platform),
         event_type: summary.event_type,
         metadata: summary.metadata.to_string(),
     };
@@ -115,10 +115,20 @@ fn prepare_parsed(
             timestamp_us: (timestamp * 1e6) as i64,
             received_us: (received * 1e6) as i64,
             payload: payload(),
-            release: summary.release,
-            environment: summary.environment,
-            user_key: summary.user_key,
+            release: summary.release.map(without_nul),
+            environment: summary.environment.map(without_nul),
+            user_key: summary.user_key.map(without_nul),
         },
+    }
+}
+
+/// Text the store keeps in columns loses its NUL characters: PostgreSQL's text type cannot hold
+/// them, and both backends must store the same. (The payload keeps them, escaped in its JSON.)
+fn without_nul(s: String) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "")
+    } else {
+        s
     }
 }
 
@@ -178,9 +188,11 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Starts `writers` writer tasks on one queue (SQLite: one, its single writer; PostgreSQL:
-    /// several, committing side by side). They end once every `Pipeline` clone is dropped or
-    /// `stop` is called, and the queue is drained, which is how shutdown flushes.
+    /// Starts `writers` writer tasks behind one queue (SQLite: one, its single writer;
+    /// PostgreSQL: several, committing side by side). A dispatcher takes everything queued
+    /// (up to `max_batch`) as one batch whenever a writer is free, so batches grow with the
+    /// load. Everything ends once `stop` is called (or every `Pipeline` clone is dropped) and
+    /// the queue is drained, which is how shutdown flushes.
     pub fn start(
         store: Store,
         clock: Clock,
@@ -189,18 +201,18 @@ impl Pipeline {
         writers: usize,
     ) -> (Pipeline, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity);
-        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        // One batch waits for a free writer at most: while it waits, the next one gathers.
+        let (batch_tx, batch_rx) = mpsc::channel::<Vec<Job>>(1);
+        let batch_rx = Arc::new(tokio::sync::Mutex::new(batch_rx));
         let counters = Arc::new(Counters::default());
-        let tasks: Vec<_> = (0..writers.max(1))
-            .map(|_| {
-                tokio::spawn(run_writer(
-                    store.writer(clock.clone()),
-                    rx.clone(),
-                    max_batch,
-                    counters.clone(),
-                ))
-            })
-            .collect();
+        let mut tasks = vec![tokio::spawn(dispatch(rx, batch_tx, max_batch))];
+        for _ in 0..writers.max(1) {
+            tasks.push(tokio::spawn(run_writer(
+                store.writer(clock.clone()),
+                batch_rx.clone(),
+                counters.clone(),
+            )));
+        }
         let all = tokio::spawn(async move {
             for t in tasks {
                 if let Err(e) = t.await {
@@ -269,37 +281,43 @@ impl Pipeline {
     }
 }
 
-/// One writer: takes what is queued (up to `max_batch`) while holding the queue, lets the next
-/// writer take the following batch, and commits its own.
-async fn run_writer(
-    mut writer: Writer,
-    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
-    max_batch: usize,
-    counters: Arc<Counters>,
-) {
-    let mut jobs = Vec::with_capacity(max_batch);
+/// Hands what is queued to the writers, a batch at a time; after `Stop` (or when every sender
+/// is gone) it closes the batch channel, so the writers end once the last batch is written.
+async fn dispatch(mut rx: mpsc::Receiver<Job>, batches: mpsc::Sender<Vec<Job>>, max_batch: usize) {
     loop {
-        let n = rx.lock().await.recv_many(&mut jobs, max_batch).await;
-        if n == 0 {
+        let mut jobs = Vec::with_capacity(max_batch);
+        if rx.recv_many(&mut jobs, max_batch).await == 0 {
             break;
         }
+        let stop = jobs.iter().any(|j| matches!(j, Job::Stop));
+        if batches.send(jobs).await.is_err() || stop {
+            break;
+        }
+    }
+    // Later submissions fail.
+    rx.close();
+}
+
+/// One writer: commits the batches the dispatcher hands it.
+async fn run_writer(
+    mut writer: Writer,
+    batches: Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<Job>>>>,
+    counters: Arc<Counters>,
+) {
+    loop {
+        // The lock is held only while waiting for the next batch, never while writing one.
+        let Some(jobs) = batches.lock().await.recv().await else {
+            break;
+        };
         let mut events = Vec::with_capacity(jobs.len());
         let mut replies = Vec::with_capacity(jobs.len());
-        let mut stop = false;
-        for job in jobs.drain(..) {
-            match job {
-                Job::Event { event, reply } => {
-                    events.push(*event);
-                    replies.push(reply);
-                }
-                Job::Stop => stop = true,
+        for job in jobs {
+            if let Job::Event { event, reply } = job {
+                events.push(*event);
+                replies.push(reply);
             }
         }
         write_events(&mut writer, &mut events, &mut replies, &counters).await;
-        if stop {
-            // Later submissions fail; the writers drain what is queued and end.
-            rx.lock().await.close();
-        }
     }
     tracing::debug!("writer drained and stopped");
 }

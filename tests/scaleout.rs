@@ -192,6 +192,8 @@ async fn spawn(url: &str) -> Process {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
+    // Owned from here on: dropping it (also on the panic below) kills and reaps the child.
+    let process = Process { child, port };
     let http = reqwest::Client::new();
     for _ in 0..500 {
         if let Ok(r) = http
@@ -200,7 +202,7 @@ async fn spawn(url: &str) -> Process {
             .await
         {
             if r.status().is_success() {
-                return Process { child, port };
+                return process;
             }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -455,6 +457,11 @@ async fn a_killed_process_loses_no_acknowledged_event_and_its_alerts_are_taken_o
         held
     };
     let (ok, held) = tokio::join!(load, kill);
+    println!(
+        "killed pid {victim} holding {} claimed alerts; {} events answered 200",
+        held.len(),
+        ok.len()
+    );
     let _ = c.procs[2].child.wait();
 
     // Every event any process answered 200 is stored, and counts equal the rows.

@@ -145,7 +145,7 @@ pub enum What {
     /// The issue was created by this batch (its row already holds the new-issue state).
     Created,
     /// A transition; the store writes `to` and the step's counters.
-    Transition(Transition),
+    Transition(Box<Transition>),
 }
 
 /// One history row and what comes with it. Steps are applied in order.
@@ -186,7 +186,7 @@ impl Step {
                 level: None,
             }),
             episode,
-            what: What::Transition(t),
+            what: What::Transition(Box::new(t)),
             counters,
         }
     }

@@ -168,7 +168,7 @@ async fn write_batch(
         new_releases,
     };
     let draft = plan::plan_batch(&facts);
-    bump_issues(&mut tx, &draft.counts()).await?;
+    bump_issues(&mut tx, draft.counts()).await?;
     lifecycle::store_users(&mut tx, draft.users()).await?;
     let answers = lifecycle::answer(&mut tx, &draft.queries, now_us).await?;
     let effects = draft.finish(&facts, &answers);

@@ -343,7 +343,7 @@ impl Store {
                     let What::Transition(t) = step.what else {
                         continue;
                     };
-                    out.push((id, Some(Ok(t))));
+                    out.push((id, Some(Ok(*t))));
                 }
                 Err(refusal) => out.push((id, Some(Err(refusal)))),
             }

@@ -18,8 +18,6 @@ pub struct TestServer {
     pub token: String,
     pub store: Store,
     pub http: reqwest::Client,
-    /// The running server's shared state: its pipeline runs the periodic steps in tests.
-    pub state: app::AppState,
     pub clock: Clock,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -70,7 +68,6 @@ async fn spawn_full(
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let server = app::start(store.clone(), settings);
-    let state = server.state.clone();
     let handle = tokio::spawn(server.serve(listener, async {
         let _ = stopped.await;
     }));
@@ -81,7 +78,6 @@ async fn spawn_full(
         token,
         store,
         http: reqwest::Client::new(),
-        state,
         clock,
         stop: Some(stop),
         handle: Some(handle),
