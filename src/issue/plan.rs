@@ -224,7 +224,7 @@ pub struct UserSeen {
 pub enum Query {
     /// Events of the issue with a timestamp in `(now - window, now]`.
     Events { issue_id: i64, window: Duration },
-    /// Distinct users stored for the issue with a time after `since_us`.
+    /// Distinct users stored for the issue with a time at or after `since_us`.
     Users { issue_id: i64, since_us: i64 },
 }
 
@@ -445,8 +445,9 @@ pub fn plan_batch(f: &BatchFacts<'_>) -> BatchDraft {
                 }
             }
             if m.user_count.is_some() {
+                // Users seen in the window `(now - w, now]`, or from the mute on.
                 let since_us = match m.user_window_minutes {
-                    Some(w) => now_us - i64::from(w) * 60_000_000,
+                    Some(w) => now_us - i64::from(w) * 60_000_000 + 1,
                     None => m.muted_at.timestamp_micros(),
                 };
                 check.user_query = Some(queries.len());

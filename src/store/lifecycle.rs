@@ -147,7 +147,7 @@ pub async fn answer(tx: &mut Tx<'_>, queries: &[Query], now_us: i64) -> Result<V
             }
             Query::Users { issue_id, since_us } => {
                 let (n,): (i64,) = on!(tx, t => sqlx::query_as(
-                    "SELECT count(*) FROM issue_users WHERE issue_id = $1 AND last_seen > $2",
+                    "SELECT count(*) FROM issue_users WHERE issue_id = $1 AND last_seen >= $2",
                 )
                 .bind(issue_id)
                 .bind(since_us)

@@ -19,10 +19,12 @@ pub struct TestServer {
     pub store: Store,
     pub http: reqwest::Client,
     pub clock: Clock,
+    limits: Limits,
+    background: bool,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     /// The database; declared last, so it is dropped after everything that uses it.
-    _db: TestDb,
+    db: Option<TestDb>,
 }
 
 pub async fn spawn(backend: Backend) -> TestServer {
@@ -55,13 +57,26 @@ async fn spawn_full(
     let token = stackhound::cli::create_token(&store, &clock, "test")
         .await
         .unwrap();
+    serve_on(db, store, project.id, token, limits, clock, background).await
+}
+
+/// A server over a database that already has the project and the token.
+async fn serve_on(
+    db: TestDb,
+    store: Store,
+    project_id: i64,
+    token: String,
+    limits: Limits,
+    clock: Clock,
+    background: bool,
+) -> TestServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let base = format!("http://{addr}");
     let settings = Settings {
         public_url: base.clone(),
         org: "stackhound".into(),
-        limits,
+        limits: limits.clone(),
         clock: clock.clone(),
         background,
         ..Settings::new(base.clone())
@@ -72,16 +87,18 @@ async fn spawn_full(
         let _ = stopped.await;
     }));
     TestServer {
-        dsn: format!("http://{KEY}@{addr}/{}", project.id),
-        project_id: project.id,
+        dsn: format!("http://{KEY}@{addr}/{project_id}"),
+        project_id,
         base,
         token,
         store,
         http: reqwest::Client::new(),
         clock,
+        limits,
+        background,
         stop: Some(stop),
         handle: Some(handle),
-        _db: db,
+        db: Some(db),
     }
 }
 
@@ -172,6 +189,32 @@ impl TestServer {
         if let Some(h) = self.handle.take() {
             h.await.unwrap().unwrap();
         }
+    }
+}
+
+impl TestServer {
+    /// Stops the server gracefully (it closes its store) and starts a new one on the same
+    /// database, clock, project and token: the new server knows only what the database holds,
+    /// as a restarted process (or another process) would.
+    pub async fn restart(mut self) -> TestServer {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.unwrap().unwrap();
+        }
+        let db = self.db.take().expect("the database outlives its servers");
+        let store = db.open().await;
+        serve_on(
+            db,
+            store,
+            self.project_id,
+            self.token.clone(),
+            self.limits.clone(),
+            self.clock.clone(),
+            self.background,
+        )
+        .await
     }
 }
 

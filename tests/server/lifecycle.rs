@@ -471,3 +471,96 @@ async fn alert_switches_and_refused_bodies(backend: Backend) {
     assert_eq!(resp.status(), 401);
     server.stop().await;
 }
+
+/// Sends one event of `kind` from user `user`.
+async fn send_as(server: &TestServer, kind: &str, user: &str) {
+    let event = json!({
+        "exception": {"values": [{"type": kind, "value": "boom"}]},
+        "platform": "python",
+        "user": {"id": user},
+    });
+    let body = format!("{{}}\n{{\"type\":\"event\"}}\n{event}\n").into_bytes();
+    let (status, answer) = server.post_envelope(body, &[]).await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+async fn status_of(server: &TestServer, kind: &str) -> String {
+    issue_of(server, kind).await["status"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+both_backends!(mute_limits_survive_a_restart_and_unmute_once_at_the_right_event);
+async fn mute_limits_survive_a_restart_and_unmute_once_at_the_right_event(backend: Backend) {
+    let server = spawn_manual(backend).await;
+    add_webhook(&server).await;
+    // Volume: 10 events in 60 minutes. Users: 3 distinct users since the mute.
+    send(&server, "Windowed", None).await;
+    send_as(&server, "Users", "u1").await;
+    let windowed = issue_of(&server, "Windowed").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let users = issue_of(&server, "Users").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mute = |details: Value| json!({"status": "ignored", "statusDetails": details});
+    let (status, body) = put(
+        &server,
+        &format!("/api/0/issues/{windowed}/"),
+        mute(json!({"ignoreCount": 10, "ignoreWindow": 60})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = put(
+        &server,
+        &format!("/api/0/issues/{users}/"),
+        mute(json!({"ignoreUserCount": 3})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Part of the volume before the restart: 7 of 10 events, 2 of 3 users.
+    for _ in 0..6 {
+        send(&server, "Windowed", None).await;
+    }
+    send_as(&server, "Users", "u1").await;
+    send_as(&server, "Users", "u2").await;
+
+    let server = server.restart().await;
+    // The rest after it: 2 more events and a user seen before stay muted ...
+    for _ in 0..2 {
+        send(&server, "Windowed", None).await;
+    }
+    send_as(&server, "Users", "u2").await;
+    send_as(&server, "Users", "u1").await;
+    assert_eq!(status_of(&server, "Windowed").await, "ignored");
+    assert_eq!(status_of(&server, "Users").await, "ignored");
+    // ... and the 10th event and the 3rd user unmute, once each.
+    send(&server, "Windowed", None).await;
+    send_as(&server, "Users", "u3").await;
+    assert_eq!(status_of(&server, "Windowed").await, "unresolved");
+    assert_eq!(status_of(&server, "Users").await, "unresolved");
+    assert_eq!(issue_of(&server, "Windowed").await["count"], "10");
+    for _ in 0..3 {
+        send(&server, "Windowed", None).await;
+        send_as(&server, "Users", "u4").await;
+    }
+    for id in [&windowed, &users] {
+        assert_eq!(alerts(&server, id).await, vec!["new_issue", "unmute"]);
+        let (_, _, history) = server.api(&format!("/api/0/issues/{id}/activities/")).await;
+        let kinds: Vec<&str> = history
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["unmuted", "muted", "first_seen"], "{history}");
+    }
+    let episodes = server.store.episodes(users.parse().unwrap()).await.unwrap();
+    let causes: Vec<&str> = episodes.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(causes, ["unmuted", "created"]);
+    server.stop().await;
+}
