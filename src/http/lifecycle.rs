@@ -338,6 +338,8 @@ pub async fn deliveries(
                     "nextAttemptAt": (r.status == "pending").then(|| iso(r.next_attempt_at)),
                     "dateCreated": iso(r.created_at),
                     "dateDelivered": r.delivered_at.map(iso),
+                    // The process holding (or last holding) the row's lease.
+                    "claimedBy": r.claimed_by,
                 })
             })
             .collect(),

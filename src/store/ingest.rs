@@ -293,8 +293,13 @@ async fn resolve_issues(
             merged.entry(n).or_insert(winner);
         }
     }
-    for (&n, &winner) in &merged {
-        repoint_links(tx, new_ids[n], winner).await?;
+    for &(project_id, hash, target) in &claimed {
+        if let Some(&winner) = match target {
+            Target::New(n) => merged.get(&n),
+            Target::Issue(_) => None,
+        } {
+            repoint_link(tx, project_id, hash, winner).await?;
+        }
     }
     let final_id = |t: Target| match t {
         Target::New(n) => merged.get(&n).copied().unwrap_or(new_ids[n]),
@@ -370,13 +375,17 @@ async fn claim_hash(
     Ok(done == 1)
 }
 
-/// The links this transaction wrote for an issue it will not create go to the winner.
-async fn repoint_links(tx: &mut Tx<'_>, from: i64, to: i64) -> Result<()> {
-    on!(tx, t => sqlx::query("UPDATE grouping_hashes SET issue_id = $1 WHERE issue_id = $2")
-        .bind(to)
-        .bind(from)
-        .execute(&mut **t)
-        .await.map(|r| r.rows_affected()))?;
+/// A link this transaction wrote for an issue it will not create goes to the winner.
+async fn repoint_link(tx: &mut Tx<'_>, project_id: i64, hash: &str, to: i64) -> Result<()> {
+    on!(tx, t => sqlx::query(
+        "UPDATE grouping_hashes SET issue_id = $1 WHERE project_id = $2 AND hash = $3",
+    )
+    .bind(to)
+    .bind(project_id)
+    .bind(hash)
+    .execute(&mut **t)
+    .await
+    .map(|r| r.rows_affected()))?;
     Ok(())
 }
 

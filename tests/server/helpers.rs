@@ -180,14 +180,25 @@ impl TestServer {
         (status, resp.json().await.unwrap_or(serde_json::Value::Null))
     }
 
-    /// Stops the server gracefully and waits for it; it closes the store on its way out.
-    /// Then the database is dropped with `self`.
+    /// Stops the server gracefully and waits for it; then the database is dropped with `self`.
     pub async fn stop(mut self) {
+        self.shut_down().await;
+    }
+
+    /// Tells the server to stop and waits for it (a minute at most: a stop that hangs fails the
+    /// test); the server closes its store on its way out.
+    async fn shut_down(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if let Some(h) = self.handle.take() {
-            h.await.unwrap().unwrap();
+        if let Some(mut h) = self.handle.take() {
+            match tokio::time::timeout(std::time::Duration::from_secs(60), &mut h).await {
+                Ok(served) => served.unwrap().unwrap(),
+                Err(_) => {
+                    h.abort();
+                    panic!("the server did not stop within 60 s");
+                }
+            }
         }
     }
 }
@@ -197,12 +208,7 @@ impl TestServer {
     /// database, clock, project and token: the new server knows only what the database holds,
     /// as a restarted process (or another process) would.
     pub async fn restart(mut self) -> TestServer {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(h) = self.handle.take() {
-            h.await.unwrap().unwrap();
-        }
+        self.shut_down().await;
         let db = self.db.take().expect("the database outlives its servers");
         let store = db.open().await;
         serve_on(

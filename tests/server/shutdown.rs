@@ -5,6 +5,7 @@ use crate::backend::{Backend, TestDb};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_stackhound");
 
@@ -51,18 +52,20 @@ async fn stop_under_load(backend: Backend, signal: &str) {
         .local_addr()
         .unwrap()
         .port();
-    let mut server = Command::new(BIN)
-        .args([
-            "serve",
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-            "--database-url",
-            &db.url,
-        ])
-        .env("STACKHOUND_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = Spawned(
+        Command::new(BIN)
+            .args([
+                "serve",
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+                "--database-url",
+                &db.url,
+            ])
+            .env("STACKHOUND_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     // Wait for the listener (bounded), without sleeping on background work.
     let mut up = false;
     for _ in 0..500 {
@@ -126,16 +129,16 @@ async fn stop_under_load(backend: Backend, signal: &str) {
             }
         }));
     }
-    reached.notified().await;
+    tokio::time::timeout(Duration::from_secs(60), reached.notified())
+        .await
+        .expect("300 events acknowledged within 60 s");
     stop.store(true, Ordering::Relaxed);
     let sent = Command::new("kill")
-        .args([&format!("-{signal}"), &server.id().to_string()])
+        .args([&format!("-{signal}"), &server.0.id().to_string()])
         .status()
         .unwrap();
     assert!(sent.success());
-    let status = tokio::task::spawn_blocking(move || server.wait().unwrap())
-        .await
-        .unwrap();
+    let status = server.exited(Duration::from_secs(60)).await;
     // SIGKILL gives no chance to clean up: SQLite recovers the WAL when the database reopens,
     // PostgreSQL ends the killed process's sessions (rolling back what was not committed).
     if signal == "TERM" {
@@ -174,4 +177,33 @@ async fn stop_under_load(backend: Backend, signal: &str) {
         .sum();
     assert_eq!(counted, total);
     store.close().await;
+}
+
+/// The spawned server; killed if the test ends (or fails) while it still runs.
+struct Spawned(std::process::Child);
+
+impl Spawned {
+    /// Waits for the server to exit after its signal; fails the test after `within`.
+    async fn exited(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not exit within {within:?} of its signal"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
