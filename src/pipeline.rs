@@ -188,11 +188,11 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Starts `writers` writer tasks behind one queue (SQLite: one, its single writer;
-    /// PostgreSQL: several, committing side by side). A dispatcher takes everything queued
-    /// (up to `max_batch`) as one batch whenever a writer is free, so batches grow with the
-    /// load. Everything ends once `stop` is called (or every `Pipeline` clone is dropped) and
-    /// the queue is drained, which is how shutdown flushes.
+    /// Starts `writers` writer tasks on one queue (SQLite: one, its single writer;
+    /// PostgreSQL: several, committing side by side). A free writer takes everything queued
+    /// (up to `max_batch`) as its batch, so batches grow with the load. Everything ends once
+    /// `stop` is called (or every `Pipeline` clone is dropped) and the queue is drained, which
+    /// is how shutdown flushes.
     pub fn start(
         store: Store,
         clock: Clock,
@@ -201,18 +201,21 @@ impl Pipeline {
         writers: usize,
     ) -> (Pipeline, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity);
-        // One batch waits for a free writer at most: while it waits, the next one gathers.
-        let (batch_tx, batch_rx) = mpsc::channel::<Vec<Job>>(1);
-        let batch_rx = Arc::new(tokio::sync::Mutex::new(batch_rx));
+        let shared = Arc::new(Shared {
+            queue: tokio::sync::Mutex::new(rx),
+            stop: tokio::sync::Notify::new(),
+        });
         let counters = Arc::new(Counters::default());
-        let mut tasks = vec![tokio::spawn(dispatch(rx, batch_tx, max_batch))];
-        for _ in 0..writers.max(1) {
-            tasks.push(tokio::spawn(run_writer(
-                store.writer(clock.clone()),
-                batch_rx.clone(),
-                counters.clone(),
-            )));
-        }
+        let tasks: Vec<_> = (0..writers.max(1))
+            .map(|_| {
+                tokio::spawn(run_writer(
+                    store.writer(clock.clone()),
+                    shared.clone(),
+                    max_batch,
+                    counters.clone(),
+                ))
+            })
+            .collect();
         let all = tokio::spawn(async move {
             for t in tasks {
                 if let Err(e) = t.await {
@@ -281,41 +284,54 @@ impl Pipeline {
     }
 }
 
-/// Hands what is queued to the writers, a batch at a time; after `Stop` (or when every sender
-/// is gone) it closes the batch channel, so the writers end once the last batch is written.
-async fn dispatch(mut rx: mpsc::Receiver<Job>, batches: mpsc::Sender<Vec<Job>>, max_batch: usize) {
-    loop {
-        let mut jobs = Vec::with_capacity(max_batch);
-        if rx.recv_many(&mut jobs, max_batch).await == 0 {
-            break;
-        }
-        let stop = jobs.iter().any(|j| matches!(j, Job::Stop));
-        if batches.send(jobs).await.is_err() || stop {
-            break;
-        }
-    }
-    // Later submissions fail.
-    rx.close();
+/// What the writers share: the queue, taken by one free writer at a time, and the stop signal.
+struct Shared {
+    queue: tokio::sync::Mutex<mpsc::Receiver<Job>>,
+    /// Set (as a stored permit) by the writer that takes `Job::Stop`; whichever writer waits on
+    /// the queue then closes it, so every writer drains what is left and ends.
+    stop: tokio::sync::Notify,
 }
 
-/// One writer: commits the batches the dispatcher hands it.
+/// One writer: while free, it holds the queue and takes everything queued as its batch (the
+/// next free writer then waits for the following one), and commits it.
 async fn run_writer(
     mut writer: Writer,
-    batches: Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<Job>>>>,
+    shared: Arc<Shared>,
+    max_batch: usize,
     counters: Arc<Counters>,
 ) {
+    let mut jobs = Vec::with_capacity(max_batch);
     loop {
-        // The lock is held only while waiting for the next batch, never while writing one.
-        let Some(jobs) = batches.lock().await.recv().await else {
-            break;
+        let n = {
+            let mut queue = shared.queue.lock().await;
+            tokio::select! {
+                // Both branches are cancel-safe: nothing taken is lost.
+                n = queue.recv_many(&mut jobs, max_batch) => n,
+                _ = shared.stop.notified() => {
+                    // Later submissions fail; what is queued is still taken.
+                    queue.close();
+                    shared.stop.notify_one();
+                    queue.recv_many(&mut jobs, max_batch).await
+                }
+            }
         };
+        if n == 0 {
+            break;
+        }
         let mut events = Vec::with_capacity(jobs.len());
         let mut replies = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            if let Job::Event { event, reply } = job {
-                events.push(*event);
-                replies.push(reply);
+        let mut stop = false;
+        for job in jobs.drain(..) {
+            match job {
+                Job::Event { event, reply } => {
+                    events.push(*event);
+                    replies.push(reply);
+                }
+                Job::Stop => stop = true,
             }
+        }
+        if stop {
+            shared.stop.notify_one();
         }
         write_events(&mut writer, &mut events, &mut replies, &counters).await;
     }
