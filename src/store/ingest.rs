@@ -140,7 +140,7 @@ async fn write_batch(
     }
     ids.sort_unstable();
     ids.dedup();
-    let issues = lifecycle::lock_issues(&mut tx, &ids, &resolved.created).await?;
+    let issues = lifecycle::lock_issues(&mut tx, &ids, &resolved.created, true).await?;
     for issue in &issues {
         for r in issue.state.releases() {
             known_release(&mut tx, releases, issue.project_id, r).await?;
@@ -176,7 +176,7 @@ async fn write_batch(
     let planned = started.elapsed();
     tx.commit().await?;
     tracing::trace!(n = batch.len(), ?events_written, ?planned, committed = ?started.elapsed(), "batch phases");
-    let created: HashSet<i64> = resolved.created.iter().copied().collect();
+    let created: HashSet<i64> = resolved.created.iter().map(|c| c.0).collect();
     let stored = resolved
         .issue_of
         .iter()
@@ -194,8 +194,8 @@ async fn write_batch(
 struct Resolution {
     /// Per event, its issue.
     issue_of: Vec<i64>,
-    /// Issues this batch created.
-    created: Vec<i64>,
+    /// Issues this batch created, with their projects.
+    created: Vec<(i64, i64)>,
     /// Links this batch found or wrote, trusted once it commits.
     fresh: HashCache,
 }
@@ -265,6 +265,14 @@ async fn resolve_issues(
     }
 
     // Claim the new links in one global order; a writer elsewhere may win some of them.
+    if let Db::Sqlite(t) = tx {
+        // New issues get their hash links before their rows (the order PostgreSQL needs to
+        // claim hashes before taking other locks): check references at commit. (PostgreSQL's
+        // reference is declared deferrable.)
+        sqlx::query("PRAGMA defer_foreign_keys = ON")
+            .execute(&mut **t)
+            .await?;
+    }
     let new_ids = allocate_issue_ids(tx, new_issues.len()).await?;
     let id_of = |t: Target| match t {
         Target::Issue(id) => id,
@@ -330,7 +338,7 @@ async fn resolve_issues(
                 &batch[new_issues[n]],
             )
             .await?;
-            created.push(new_ids[n]);
+            created.push((new_ids[n], project_id));
         }
     }
     let issue_of = targets.into_iter().map(final_id).collect();
@@ -663,28 +671,27 @@ async fn known_release(
 /// Adds the inserted events to their (locked) issues: count, first and last seen.
 async fn bump_issues(tx: &mut Tx<'_>, counts: &[plan::CountUpdate]) -> Result<()> {
     match tx {
+        // One statement for the whole batch: the rows as one JSON array of [id, n, first, last].
         Db::Sqlite(t) => {
-            let mut start = 0;
-            for size in chunk_sizes(counts.len()) {
-                let sql = format!(
-                    "WITH v (id, n, first, last) AS (VALUES {})
-                     UPDATE issues SET event_count = event_count + v.n,
-                                       first_seen = min(first_seen, v.first),
-                                       last_seen = max(last_seen, v.last)
-                     FROM v WHERE issues.id = v.id",
-                    placeholders(size, 4)
-                );
-                let mut q = sqlx::query(&sql);
-                for c in &counts[start..start + size] {
-                    q = q
-                        .bind(c.issue_id)
-                        .bind(c.events)
-                        .bind(c.first_us)
-                        .bind(c.last_us);
-                }
-                q.execute(&mut **t).await?;
-                start += size;
+            if counts.is_empty() {
+                return Ok(());
             }
+            let rows: Vec<[i64; 4]> = counts
+                .iter()
+                .map(|c| [c.issue_id, c.events, c.first_us, c.last_us])
+                .collect();
+            let json = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into());
+            sqlx::query(
+                "UPDATE issues SET event_count = event_count + v.n,
+                                   first_seen = min(first_seen, v.first),
+                                   last_seen = max(last_seen, v.last)
+                 FROM (SELECT value ->> 0 AS id, value ->> 1 AS n, value ->> 2 AS first,
+                              value ->> 3 AS last FROM json_each($1)) AS v
+                 WHERE issues.id = v.id",
+            )
+            .bind(json)
+            .execute(&mut **t)
+            .await?;
         }
         Db::Postgres(t) => {
             if counts.is_empty() {

@@ -123,13 +123,7 @@ impl Conn {
     pub async fn begin_write(&mut self) -> Result<Tx<'_>> {
         Ok(match self {
             Db::Sqlite(c) => {
-                let mut tx = sqlx::Connection::begin_with(&mut **c, "BEGIN IMMEDIATE").await?;
-                // New issues get their hash links before their rows (the order PostgreSQL
-                // needs to claim hashes before taking other locks): check references at commit.
-                sqlx::query("PRAGMA defer_foreign_keys = ON")
-                    .execute(&mut *tx)
-                    .await?;
-                Db::Sqlite(tx)
+                Db::Sqlite(sqlx::Connection::begin_with(&mut **c, "BEGIN IMMEDIATE").await?)
             }
             Db::Postgres(c) => Db::Postgres(sqlx::Connection::begin(&mut **c).await?),
         })
