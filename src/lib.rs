@@ -14,10 +14,13 @@
 //!    grouping needs, zero-copy), summarizes it (`normalize`: title, culprit, level, ...) and
 //!    computes its grouping hashes (`grouping`). This CPU work runs on the request's own task,
 //!    in parallel across requests.
-//! 5. The prepared row goes into a bounded queue (full: 503 + `Retry-After`). One writer task
-//!    takes everything queued into one transaction (`store::ingest`): hashes -> issue (new
-//!    issues get the next short id), multi-row event insert (a re-sent event id is skipped),
-//!    one statement adding the counts. The payload is stored compressed (`payload`).
+//! 5. The prepared row goes into a bounded queue (full: 503 + `Retry-After`). A free writer
+//!    task (SQLite has one; PostgreSQL several, in any number of processes) takes everything
+//!    queued into one transaction (`store::ingest`): hashes -> issue (new issues claim their
+//!    hashes first, so concurrent writers meet there), multi-row event insert (a re-sent event
+//!    id is skipped by the unique key), then the issues it touched, locked in id order, are
+//!    planned by the pure lifecycle planner (`issue::plan`: counts, regressions, unmutes,
+//!    alerts) and its effects written (`store::lifecycle`). The payload is stored compressed.
 //! 6. Only after that transaction commits is each request answered `{"id": ...}`: an
 //!    acknowledged event is durable, and counts equal stored events at every commit.
 //!

@@ -3,7 +3,7 @@
 // A condition holds when the issue received at least `volume` events in the rolling window
 // `(now - window, now]`. Deciding that exactly needs a database count, which is too costly to run
 // for every event of every muted issue. `Buckets` keeps a handful of coarse counters per condition
-// in memory and answers an UPPER BOUND of that count: when the bound is below `volume` the
+// (stored with the issue, see `issue::plan::MuteCounters`) and answers an UPPER BOUND of that count: when the bound is below `volume` the
 // condition certainly does not hold and the database is not asked; only when the bound reaches
 // `volume` does the caller run the exact count (and then `state::unmute_by_condition`). A bound
 // that is too high costs one extra query; a bound that is too low would miss an unmute, so every

@@ -5,7 +5,7 @@
 //! compile-time database access) out of the build. On PostgreSQL several processes may start
 //! at once: the whole run holds an advisory lock, so one applies and the others find it done.
 
-use super::{Db, Pool, Result};
+use super::{Db, Pool, Result, Tx};
 
 type Migration = (i64, &'static str, &'static str);
 
@@ -53,25 +53,9 @@ pub async fn apply(pool: &Pool) -> Result<()> {
     match pool {
         Db::Sqlite(pool) => {
             sqlx::raw_sql(CREATE_TABLE).execute(pool).await?;
-            for (version, name, sql) in SQLITE {
-                let mut tx = pool.begin().await?;
-                let done: Option<(i64,)> =
-                    sqlx::query_as("SELECT version FROM schema_migrations WHERE version = $1")
-                        .bind(version)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                if done.is_none() {
-                    sqlx::raw_sql(sql).execute(&mut *tx).await?;
-                    sqlx::query(
-                        "INSERT INTO schema_migrations (version, name, applied_at)
-                         VALUES ($1, $2, datetime('now'))",
-                    )
-                    .bind(version)
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await?;
-                    tracing::info!(version, name, "applied migration");
-                }
+            for m in SQLITE {
+                let mut tx = Db::Sqlite(pool.begin().await?);
+                apply_one(&mut tx, m, "datetime('now')").await?;
                 tx.commit().await?;
             }
         }
@@ -83,28 +67,37 @@ pub async fn apply(pool: &Pool) -> Result<()> {
                 .execute(&mut *tx)
                 .await?;
             sqlx::raw_sql(CREATE_TABLE).execute(&mut *tx).await?;
-            for (version, name, sql) in POSTGRES {
-                let done: Option<(i64,)> =
-                    sqlx::query_as("SELECT version FROM schema_migrations WHERE version = $1")
-                        .bind(version)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                if done.is_none() {
-                    sqlx::raw_sql(sql).execute(&mut *tx).await?;
-                    sqlx::query(
-                        "INSERT INTO schema_migrations (version, name, applied_at)
-                         VALUES ($1, $2, now()::text)",
-                    )
-                    .bind(version)
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await?;
-                    tracing::info!(version, name, "applied migration");
-                }
+            let mut tx = Db::Postgres(tx);
+            for m in POSTGRES {
+                apply_one(&mut tx, m, "now()::text").await?;
             }
             tx.commit().await?;
         }
     }
+    Ok(())
+}
+
+/// Applies one migration in the caller's transaction unless it is recorded as applied.
+async fn apply_one(tx: &mut Tx<'_>, (version, name, sql): &Migration, now: &str) -> Result<()> {
+    let done: Option<(i64,)> = on!(tx, t => sqlx::query_as(
+        "SELECT version FROM schema_migrations WHERE version = $1",
+    )
+    .bind(version)
+    .fetch_optional(&mut **t)
+    .await)?;
+    if done.is_some() {
+        return Ok(());
+    }
+    on!(tx, t => sqlx::raw_sql(sql).execute(&mut **t).await.map(|_| ()))?;
+    let record =
+        format!("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, {now})");
+    on!(tx, t => sqlx::query(&record)
+        .bind(version)
+        .bind(name)
+        .execute(&mut **t)
+        .await
+        .map(|_| ()))?;
+    tracing::info!(version, name, "applied migration");
     Ok(())
 }
 

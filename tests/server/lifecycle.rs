@@ -16,8 +16,12 @@ async fn send(server: &TestServer, kind: &str, release: Option<&str>) {
     if let Some(r) = release {
         event["release"] = json!(r);
     }
-    let payload = event.to_string();
-    let body = format!("{{}}\n{{\"type\":\"event\"}}\n{payload}\n").into_bytes();
+    post_event(server, &event).await;
+}
+
+/// Posts one event in an envelope; it must be accepted.
+async fn post_event(server: &TestServer, event: &Value) {
+    let body = format!("{{}}\n{{\"type\":\"event\"}}\n{event}\n").into_bytes();
     let (status, answer) = server.post_envelope(body, &[]).await;
     assert_eq!(status, 200, "{answer}");
 }
@@ -479,9 +483,7 @@ async fn send_as(server: &TestServer, kind: &str, user: &str) {
         "platform": "python",
         "user": {"id": user},
     });
-    let body = format!("{{}}\n{{\"type\":\"event\"}}\n{event}\n").into_bytes();
-    let (status, answer) = server.post_envelope(body, &[]).await;
-    assert_eq!(status, 200, "{answer}");
+    post_event(server, &event).await;
 }
 
 async fn status_of(server: &TestServer, kind: &str) -> String {
