@@ -576,6 +576,11 @@ pub fn plan_change(
     f: &ChangeFacts,
 ) -> Result<Step, Refusal> {
     let s = &issue.state;
+    let volume = Counted {
+        windows: change_windows(change),
+        counts: &f.window_counts,
+        event_count: issue.event_count,
+    };
     let t = match change {
         Change::Resolve => state::resolve(s),
         Change::ResolveInRelease(r) => state::resolve_in_release(s, r),
@@ -585,28 +590,15 @@ pub fn plan_change(
         Change::Reopen if s.status == Status::Ignored => state::unmute_by_person(s),
         Change::Reopen => state::reopen(s),
         Change::Unmute => state::unmute_by_person(s),
-        Change::Mute(req) => {
-            let volume = Counted {
-                windows: change_windows(change),
-                counts: &f.window_counts,
-                event_count: issue.event_count,
-            };
-            state::mute(s, req.clone(), f.now, &volume)
-        }
+        Change::Mute(req) => state::mute(s, req.clone(), f.now, &volume),
     }?;
+    // A new mute's counters start from the same exact counts its conditions were checked on.
     let counters = match &t.to.mute {
         Some(m) => {
             let counts: Vec<u64> = m
                 .conditions
                 .iter()
-                .map(|c| {
-                    let windows = change_windows(change);
-                    windows
-                        .iter()
-                        .position(|w| *w == c.window())
-                        .and_then(|i| f.window_counts.get(i).copied())
-                        .unwrap_or(0)
-                })
+                .map(|c| volume.count_in(c.window()))
                 .collect();
             MuteCounters::seeded(&m.conditions, &counts, f.now)
         }

@@ -586,25 +586,30 @@ async fn note_releases(
     releases: &mut ReleaseOrder,
     now_us: i64,
 ) -> Result<Vec<(i64, String)>> {
-    let mut seen: Vec<(i64, &str)> = batch
-        .iter()
-        .zip(inserted)
-        .filter(|(_, &ins)| ins)
-        .filter_map(|(ev, _)| Some((ev.project_id, ev.release.as_deref()?)))
-        .filter(|(p, r)| !releases.get(p).is_some_and(|m| m.contains_key(*r)))
-        .collect();
-    if seen.is_empty() {
-        return Ok(Vec::new());
-    }
-    // First-seen order within the batch, then one global order for the inserts' locks.
+    // In first-seen order within the batch, each once.
     let mut order: Vec<(i64, &str)> = Vec::new();
-    for s in &seen {
-        if !order.contains(s) {
-            order.push(*s);
+    for (ev, _) in batch.iter().zip(inserted).filter(|(_, &ins)| ins) {
+        let Some(release) = ev.release.as_deref() else {
+            continue;
+        };
+        let key = (ev.project_id, release);
+        let known = releases
+            .get(&ev.project_id)
+            .is_some_and(|m| m.contains_key(release));
+        if !known && !order.contains(&key) {
+            order.push(key);
         }
     }
-    seen = order.clone();
-    seen.sort_unstable();
+    if order.is_empty() {
+        return Ok(Vec::new());
+    }
+    // SQLite's one writer numbers them in first-seen order; concurrent PostgreSQL writers
+    // insert in one global order (the lock order), and any order among releases first seen in
+    // the same instant is a first-seen order.
+    let mut seen = order.clone();
+    if let Db::Postgres(_) = tx {
+        seen.sort_unstable();
+    }
     let mut new = HashSet::new();
     for &(project_id, release) in &seen {
         let sql = match tx {

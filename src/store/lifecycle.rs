@@ -25,6 +25,9 @@ fn actor_text(a: Actor) -> String {
 
 type FactsRow = (i64, i64, String, i64, Option<String>);
 
+/// The columns of a `FactsRow`.
+const FACTS: &str = "id, project_id, state, event_count, counters";
+
 fn facts(row: FactsRow, created: bool) -> IssueFacts {
     let (id, project_id, state, event_count, counters) = row;
     IssueFacts {
@@ -59,7 +62,7 @@ pub async fn lock_issues(
                 ""
             };
             sqlx::query_as(&format!(
-                "SELECT id, project_id, state, event_count, counters FROM issues
+                "SELECT {FACTS} FROM issues
                  WHERE id IN (SELECT value FROM json_each($1)) {only} ORDER BY id"
             ))
             .bind(list)
@@ -69,10 +72,10 @@ pub async fn lock_issues(
         Db::Postgres(t) => {
             // Rows are locked as they come out of the sort: in id order, the one order every
             // transaction uses, so two writers never wait for each other in a circle.
-            sqlx::query_as(
-                "SELECT id, project_id, state, event_count, counters FROM issues
-                 WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-            )
+            sqlx::query_as(&format!(
+                "SELECT {FACTS} FROM issues
+                 WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+            ))
             .bind(ids)
             .fetch_all(&mut **t)
             .await?
@@ -382,27 +385,18 @@ impl Store {
     pub async fn unmute_due(&self, now_us: i64) -> Result<usize> {
         let mut conn = self.write_conn().await?;
         let mut tx = conn.begin_write().await?;
-        let rows: Vec<FactsRow> = match &mut tx {
-            Db::Sqlite(t) => {
-                sqlx::query_as(
-                    "SELECT id, project_id, state, event_count, counters FROM issues
-                     WHERE mute_until IS NOT NULL AND mute_until <= $1 ORDER BY id LIMIT 500",
-                )
-                .bind(now_us)
-                .fetch_all(&mut **t)
-                .await?
-            }
-            Db::Postgres(t) => {
-                sqlx::query_as(
-                    "SELECT id, project_id, state, event_count, counters FROM issues
-                     WHERE mute_until IS NOT NULL AND mute_until <= $1 ORDER BY id LIMIT 500
-                     FOR UPDATE SKIP LOCKED",
-                )
-                .bind(now_us)
-                .fetch_all(&mut **t)
-                .await?
-            }
+        let lock = match &tx {
+            Db::Sqlite(_) => "",
+            Db::Postgres(_) => "FOR UPDATE SKIP LOCKED",
         };
+        let sql = format!(
+            "SELECT {FACTS} FROM issues
+             WHERE mute_until IS NOT NULL AND mute_until <= $1 ORDER BY id LIMIT 500 {lock}"
+        );
+        let rows: Vec<FactsRow> = on!(&mut tx, t => sqlx::query_as(&sql)
+            .bind(now_us)
+            .fetch_all(&mut **t)
+            .await)?;
         let now = crate::clock::from_micros(now_us);
         let mut n = 0;
         for row in rows {
