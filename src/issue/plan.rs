@@ -103,7 +103,7 @@ pub struct BatchFacts<'a> {
     pub issues: Vec<IssueFacts>,
     pub events: Vec<EventFact<'a>>,
     /// At least every release of `events` and every release named by a loaded state.
-    pub releases: ReleaseOrder,
+    pub releases: &'a ReleaseOrder,
     /// Releases first seen by their project in this batch, in order.
     pub new_releases: Vec<(i64, String)>,
 }
@@ -656,7 +656,7 @@ mod tests {
             now: now(),
             issues,
             events,
-            releases: ReleaseOrder::new(),
+            releases: Box::leak(Box::default()),
             new_releases: vec![],
         }
     }
@@ -736,7 +736,8 @@ mod tests {
             .to;
         let mut f = facts(vec![issue(1, next, 3)], vec![ev(1, Some("1.0"))]);
         f.new_releases = vec![(1, "1.1".into())];
-        f.releases = HashMap::from([(1, HashMap::from([("1.0".into(), 1), ("1.1".into(), 2)]))]);
+        let order = HashMap::from([(1, HashMap::from([("1.0".into(), 1), ("1.1".into(), 2)]))]);
+        f.releases = &order;
         let e = plan_batch(&f).finish(&f, &[]);
         assert_eq!(e.steps.len(), 1, "{e:?}");
         assert_eq!(e.steps[0].history().0, "resolved_in_release");

@@ -94,12 +94,15 @@ impl Writer {
             let Some(conn) = self.conn.as_mut() else {
                 continue;
             };
-            let mut releases = self.releases.clone();
-            let result = write_batch(conn, batch, &self.cache, &mut releases, now_us).await;
+            let result = write_batch(conn, batch, &self.cache, &mut self.releases, now_us).await;
+            if result.is_err() {
+                // Positions learnt in a rolled-back transaction may name releases that were
+                // never stored: start over from the database (rare; no copy per batch).
+                self.releases.clear();
+            }
             match result {
                 Ok((stored, fresh)) => {
                     self.cache.merge(fresh);
-                    self.releases = releases;
                     return Ok(stored);
                 }
                 Err(e) if e.is_retryable() && attempt < MAX_RETRIES => {
@@ -164,7 +167,7 @@ async fn write_batch(
         now: crate::clock::from_micros(now_us),
         issues,
         events,
-        releases: releases.clone(),
+        releases,
         new_releases,
     };
     let draft = plan::plan_batch(&facts);
