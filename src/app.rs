@@ -2,15 +2,22 @@
 
 use crate::alert::deliver::SmtpSettings;
 use crate::alert::worker::AlertWorker;
+use crate::budget::MemoryBudget;
 use crate::clock::Clock;
 use crate::config::Limits;
 use crate::http;
 use crate::pipeline::{KeyCache, Pipeline};
+use crate::quota::Quotas;
+use crate::store::retention::{RetentionDefaults, STEP_ROWS};
 use crate::store::{Backend, Store};
 use std::future::Future;
 use tokio::net::TcpListener;
 
 pub use crate::http::AppState;
+
+/// Oversized bodies read and discarded at once after their 413, at most; past this the
+/// connection is just closed.
+const MAX_DRAINS: usize = 64;
 
 /// Settings of one server instance.
 #[derive(Clone, Debug)]
@@ -27,6 +34,10 @@ pub struct Settings {
     pub writers: usize,
     /// How long a claimed alert stays hidden from other processes (its lease).
     pub alert_lease: std::time::Duration,
+    /// Event retention for projects without their own setting.
+    pub retention: RetentionDefaults,
+    /// Connection cap and timeouts of the HTTP server.
+    pub conn: crate::http::serve::ConnLimits,
 }
 
 impl Settings {
@@ -41,6 +52,8 @@ impl Settings {
             smtp: SmtpSettings::default(),
             writers: 4,
             alert_lease: std::time::Duration::from_secs(120),
+            retention: RetentionDefaults::default(),
+            conn: crate::http::serve::ConnLimits::default(),
         }
     }
 }
@@ -50,11 +63,13 @@ pub struct Server {
     pub state: AppState,
     writer: tokio::task::JoinHandle<()>,
     background: Vec<tokio::task::JoinHandle<()>>,
+    conn: crate::http::serve::ConnLimits,
 }
 
 /// Starts the writer and, when `settings.background` is set, the periodic workers (WAL
-/// checkpoints, timed unmutes). Tests with a manual clock leave the periodic workers off and
-/// call their `run_due` steps themselves after moving the clock.
+/// checkpoints, timed unmutes, alert delivery, retention). Tests with a manual clock leave the
+/// periodic workers off and call their steps (`run_due`, `retention_step`) themselves after
+/// moving the clock.
 pub fn start(store: Store, settings: Settings) -> Server {
     let writers = match store.backend() {
         Backend::Sqlite => 1,
@@ -69,6 +84,9 @@ pub fn start(store: Store, settings: Settings) -> Server {
     );
     let state = AppState {
         keys: KeyCache::new(store.clone(), settings.clock.clone()),
+        budget: MemoryBudget::new(settings.limits.memory_budget, settings.limits.budget_wait),
+        quotas: Quotas::default(),
+        drains: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_DRAINS)),
         store: store.clone(),
         pipeline,
         clock: settings.clock,
@@ -82,6 +100,16 @@ pub fn start(store: Store, settings: Settings) -> Server {
     }
     if settings.background {
         background.push(tokio::spawn(unmute_loop(
+            store.clone(),
+            state.clock.clone(),
+        )));
+        background.push(tokio::spawn(retention_loop(
+            store.clone(),
+            state.clock.clone(),
+            settings.retention,
+        )));
+        background.push(tokio::spawn(quota_loop(
+            state.quotas.clone(),
             store.clone(),
             state.clock.clone(),
         )));
@@ -103,6 +131,7 @@ pub fn start(store: Store, settings: Settings) -> Server {
         state,
         writer,
         background,
+        conn: settings.conn,
     }
 }
 
@@ -115,9 +144,8 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let state = self.state.clone();
-        let result = axum::serve(listener, http::router(self.state))
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let result =
+            http::serve::serve(listener, http::router(self.state), self.conn, shutdown).await;
         for task in &self.background {
             task.abort();
         }
@@ -160,6 +188,50 @@ async fn unmute_loop(store: Store, clock: Clock) {
         tick.tick().await;
         if let Err(e) = store.unmute_due(clock.now().timestamp_micros()).await {
             tracing::warn!(error = %e, "timed unmute failed");
+        }
+    }
+}
+
+/// Shares this process's quota counts with the others through the database, once a second.
+async fn quota_loop(quotas: Quotas, store: Store, clock: Clock) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = quotas.sync(&store, clock.now().timestamp()).await {
+            tracing::warn!(error = %e, "quota sync failed");
+        }
+    }
+}
+
+/// Deletes events past their project's retention once a minute (and at start-up), in steps of
+/// `STEP_ROWS` rows until a step finds nothing. Every process may run it: on PostgreSQL each
+/// step takes rows no other process holds. Between steps it pauses briefly: on SQLite the
+/// ingest writer waits for the lock by polling (up to 100 ms apart), and a step taken again at
+/// once could keep it waiting through several steps.
+async fn retention_loop(store: Store, clock: Clock, defaults: RetentionDefaults) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let mut deleted = 0;
+        loop {
+            let now = clock.now().timestamp_micros();
+            match store.retention_step(now, &defaults, STEP_ROWS).await {
+                Ok(0) => break,
+                Ok(n) => deleted += n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "retention step failed");
+                    break;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        if deleted > 0 {
+            tracing::info!(
+                deleted,
+                "retention: deleted events past their project's limits"
+            );
         }
     }
 }

@@ -3,8 +3,8 @@
 use crate::alert::deliver::SmtpSettings;
 use crate::app::{self, Settings};
 use crate::clock::Clock;
-use crate::config::{Common, Limits};
-use crate::store::projects::Project;
+use crate::config::{Common, ConnArgs, IngestArgs};
+use crate::store::projects::{Project, ProjectLimits};
 use crate::store::{Store, StoreOptions};
 use crate::{stress, token};
 use anyhow::Context;
@@ -30,6 +30,12 @@ pub enum Command {
         /// Address to listen on.
         #[arg(long, env = "STACKHOUND_BIND", default_value = "127.0.0.1:8000")]
         bind: String,
+        #[command(flatten)]
+        ingest: IngestArgs,
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        retention: crate::config::RetentionArgs,
     },
     /// Manage projects.
     #[command(subcommand)]
@@ -74,6 +80,26 @@ pub enum ProjectCommand {
         regression: Option<bool>,
         #[arg(long, value_parser = on_off)]
         unmute: Option<bool>,
+    },
+    /// Show or set a project's limits; 0 clears one (no quota, the server's retention).
+    Limits {
+        slug: String,
+        /// Events accepted per minute.
+        #[arg(long, value_parser = clap::value_parser!(i64).range(0..))]
+        rate_limit_minute: Option<i64>,
+        /// Events accepted per hour.
+        #[arg(long, value_parser = clap::value_parser!(i64).range(0..))]
+        rate_limit_hour: Option<i64>,
+        /// Days an event is kept (default: the server's --retention-days).
+        #[arg(long, value_parser = clap::value_parser!(i64).range(0..))]
+        retention_days: Option<i64>,
+        /// How many of the project's newest events are kept (default: the server's
+        /// --retention-max-events).
+        #[arg(long, value_parser = clap::value_parser!(i64).range(0..))]
+        retention_max_events: Option<i64>,
+        /// Print one JSON object (the API's field names).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -122,6 +148,7 @@ pub enum TokenCommand {
 async fn open_store(common: &Common) -> crate::store::Result<Store> {
     let opts = StoreOptions {
         pg_pool: common.db_pool,
+        lock_timeout: std::time::Duration::from_secs(common.db_lock_timeout_secs.max(1)),
     };
     Store::open_with(&common.database_url, &opts).await
 }
@@ -133,6 +160,28 @@ pub fn dsn(public_url: &str, project: &Project) -> String {
 
 fn project_json(public_url: &str, p: &Project) -> serde_json::Value {
     serde_json::json!({"id": p.id.to_string(), "slug": p.slug, "name": p.name, "dsn": dsn(public_url, p)})
+}
+
+/// A project's limits under the API's field names (null: not set).
+fn limits_json(l: &ProjectLimits) -> serde_json::Value {
+    serde_json::json!({
+        "rateLimitPerMinute": l.rate_limit_minute,
+        "rateLimitPerHour": l.rate_limit_hour,
+        "retentionDays": l.retention_days,
+        "retentionMaxEvents": l.retention_max_events,
+    })
+}
+
+/// One `name value` line per limit; an unset quota is `none`, an unset retention `default`.
+fn limits_text(l: &ProjectLimits) -> String {
+    let show = |v: Option<i64>, unset: &str| v.map_or(unset.to_string(), |v| v.to_string());
+    format!(
+        "rate-limit-minute {}\nrate-limit-hour {}\nretention-days {}\nretention-max-events {}\n",
+        show(l.rate_limit_minute, "none"),
+        show(l.rate_limit_hour, "none"),
+        show(l.retention_days, "default"),
+        show(l.retention_max_events, "default"),
+    )
 }
 
 fn valid_slug(slug: &str) -> bool {
@@ -171,7 +220,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let clock = Clock::System;
     let common = cli.common;
     match cli.command {
-        Command::Serve { bind } => {
+        Command::Serve {
+            bind,
+            ingest,
+            conn,
+            retention,
+        } => {
             let store = open_store(&common).await.with_context(|| {
                 format!(
                     "opening {}",
@@ -189,8 +243,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     "The token is shown only this once; `stackhound token create` makes more."
                 );
             }
-            let listener = tokio::net::TcpListener::bind(&bind)
-                .await
+            let listener = crate::http::serve::bind(&bind, conn.listen_backlog)
                 .with_context(|| format!("binding {bind}"))?;
             tracing::info!(addr = %listener.local_addr()?, "listening");
             let smtp = match &common.smtp_url {
@@ -200,12 +253,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = Settings {
                 public_url,
                 org: common.org,
-                limits: Limits::default(),
+                limits: ingest.limits(),
                 clock,
                 background: true,
                 smtp,
                 writers: common.writers,
                 alert_lease: std::time::Duration::from_secs(common.alert_lease_secs),
+                retention: retention.defaults(),
+                conn: (&conn).into(),
             };
             app::serve(listener, store, settings, shutdown_signal()).await?;
             tracing::info!("stopped");
@@ -244,6 +299,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         word(r),
                         word(u)
                     );
+                }
+                ProjectCommand::Limits {
+                    slug,
+                    rate_limit_minute,
+                    rate_limit_hour,
+                    retention_days,
+                    retention_max_events,
+                    json,
+                } => {
+                    let p = store
+                        .project_by_slug(&slug)
+                        .await?
+                        .ok_or_else(|| anyhow::anyhow!("no project '{slug}'"))?;
+                    let mut limits = store.project_limits(p.id).await?;
+                    let changes = [
+                        (&mut limits.rate_limit_minute, rate_limit_minute),
+                        (&mut limits.rate_limit_hour, rate_limit_hour),
+                        (&mut limits.retention_days, retention_days),
+                        (&mut limits.retention_max_events, retention_max_events),
+                    ];
+                    let mut changed = false;
+                    for (field, given) in changes {
+                        if let Some(v) = given {
+                            *field = (v > 0).then_some(v);
+                            changed = true;
+                        }
+                    }
+                    if changed {
+                        store.set_project_limits(p.id, &limits).await?;
+                    }
+                    if json {
+                        println!("{}", limits_json(&limits));
+                    } else {
+                        print!("{}", limits_text(&limits));
+                    }
                 }
                 ProjectCommand::List { json } => {
                     for p in store.list_projects().await? {

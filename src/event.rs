@@ -31,6 +31,32 @@ pub struct NewEvent {
     pub user_key: Option<String>,
 }
 
+impl NewEvent {
+    /// About how many bytes this row holds in memory while it waits for its commit (what the
+    /// ingestion memory budget charges for it).
+    pub fn approx_bytes(&self) -> usize {
+        let strings = [
+            &self.seed.title,
+            &self.seed.culprit,
+            &self.seed.platform,
+            &self.seed.metadata,
+        ]
+        .iter()
+        .map(|s| s.len())
+        .sum::<usize>();
+        let optional = [&self.release, &self.environment, &self.user_key]
+            .iter()
+            .map(|s| s.as_ref().map_or(0, |s| s.len()))
+            .sum::<usize>();
+        let hashes = self.hashes.iter().map(|h| h.len() + 24).sum::<usize>();
+        std::mem::size_of::<NewEvent>()
+            + self.payload.bytes.capacity()
+            + strings
+            + optional
+            + hashes
+    }
+}
+
 /// What became of one event of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stored {

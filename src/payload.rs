@@ -34,7 +34,10 @@ pub enum PayloadError {
 impl StoredPayload {
     /// The event JSON compressed on its own.
     pub fn compress(event_json: &[u8]) -> StoredPayload {
-        let bytes = zstd::bulk::compress(event_json, 1).unwrap_or_else(|_| event_json.to_vec());
+        let mut bytes = zstd::bulk::compress(event_json, 1).unwrap_or_else(|_| event_json.to_vec());
+        // The output buffer is sized for the worst case (the input plus a little); the row
+        // waits in memory for its commit, so it keeps only what it uses.
+        bytes.shrink_to_fit();
         StoredPayload {
             codec: "zstd".into(),
             bytes,

@@ -4,8 +4,14 @@
 //! Group commit: the writer takes everything queued (up to `max_batch`) into one transaction,
 //! and answers each waiting request when that transaction has committed. While one batch is
 //! being written the next one queues, so the batch size grows with the load by itself and
-//! durability costs one fsync per batch, not per event. The queue is bounded: when it is full
-//! the request is refused (503) instead of growing memory.
+//! durability costs one fsync per batch, not per event.
+//!
+//! Overload is refused at the door: a request is admitted (`Pipeline::admit`) before its body is
+//! decoded and parsed, and only while fewer events than the queue holds are in flight, so a
+//! refusal costs almost nothing and the queue itself never overflows. A batch that fails for
+//! the storage's sake (disk full, I/O error, a lock held too long, a lost connection) fails as a
+//! whole (503, the client may retry) and the next batch tries again on a fresh connection; the
+//! log tells the start and the end of such an episode once, and health shows it.
 
 use crate::clock::Clock;
 use crate::event::{IssueSeed, NewEvent, Stored};
@@ -16,7 +22,7 @@ use crate::protocol::event;
 use crate::store::ingest::Writer;
 use crate::store::Store;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -30,6 +36,8 @@ pub enum IngestError {
     Overloaded,
     #[error("the event could not be stored")]
     StoreFailed,
+    #[error("the database cannot store events right now, retry later")]
+    StorageFault,
 }
 
 /// A parsed, grouped event and the id it will be answered with.
@@ -148,10 +156,16 @@ pub struct Counters {
     pub events_duplicate: AtomicU64,
     pub batches: AtomicU64,
     pub overloaded: AtomicU64,
+    /// Requests refused by a project's quota (429).
+    pub rate_limited: AtomicU64,
     dropped: RwLock<HashMap<String, u64>>,
 }
 
 impl Counters {
+    pub fn rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// An accepted item we do not process (transaction, session, ...): counted, then dropped.
     pub fn dropped_item(&self, ty: &str) {
         tracing::debug!(item_type = ty, "accepted and dropped an item");
@@ -170,11 +184,94 @@ impl Counters {
     }
 }
 
+/// Whether storing works, as the writers last found it: a fault episode starts with the first
+/// failed batch and ends with the next committed one.
+#[derive(Debug, Default)]
+pub struct StorageHealth {
+    /// The episode's first error, while one lasts.
+    fault: RwLock<Option<Fault>>,
+}
+
+/// One storage fault episode.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub error: String,
+    pub since: Instant,
+    pub failed_batches: u64,
+}
+
+impl StorageHealth {
+    /// The current fault episode, if any.
+    pub fn fault(&self) -> Option<Fault> {
+        self.fault.read().ok().and_then(|f| f.clone())
+    }
+
+    /// A batch failed for the storage's sake: logged once per episode.
+    fn failed(&self, error: &str) {
+        let Ok(mut f) = self.fault.write() else {
+            return;
+        };
+        match f.as_mut() {
+            Some(episode) => episode.failed_batches += 1,
+            None => {
+                tracing::error!(
+                    error,
+                    "storage fault: ingestion answers 503 until a batch commits again"
+                );
+                *f = Some(Fault {
+                    error: error.to_string(),
+                    since: Instant::now(),
+                    failed_batches: 1,
+                });
+            }
+        }
+    }
+
+    /// A batch committed: ends an episode, if one was on.
+    fn committed(&self) {
+        if self.fault.read().map(|f| f.is_none()).unwrap_or(true) {
+            return;
+        }
+        if let Ok(mut f) = self.fault.write() {
+            if let Some(episode) = f.take() {
+                tracing::warn!(
+                    failed_batches = episode.failed_batches,
+                    lasted = ?episode.since.elapsed(),
+                    "storage recovered: ingestion resumed"
+                );
+            }
+        }
+    }
+}
+
+/// A request's place among the events in flight; given back when dropped.
+pub struct Admission {
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Payload bytes committed in one transaction at most (one event more if it alone is larger).
+const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// What a writer answers a request.
+enum Outcome {
+    Stored(Stored),
+    /// The batch failed for the storage's sake; retrying later can succeed.
+    Fault,
+    /// This event could not be stored (its own data was refused).
+    Failed,
+}
+
 /// What a writer does, in arrival order: events are batched.
 enum Job {
     Event {
         event: Box<NewEvent>,
-        reply: oneshot::Sender<Option<Stored>>,
+        reply: oneshot::Sender<Outcome>,
     },
     /// Write what came before, then stop (shutdown).
     Stop,
@@ -185,6 +282,10 @@ enum Job {
 pub struct Pipeline {
     queue: mpsc::Sender<Job>,
     pub counters: Arc<Counters>,
+    pub health: Arc<StorageHealth>,
+    /// Requests admitted and not yet answered; at most the queue's capacity.
+    in_flight: Arc<AtomicUsize>,
+    capacity: usize,
 }
 
 impl Pipeline {
@@ -206,6 +307,7 @@ impl Pipeline {
             stop: tokio::sync::Notify::new(),
         });
         let counters = Arc::new(Counters::default());
+        let health = Arc::new(StorageHealth::default());
         let tasks: Vec<_> = (0..writers.max(1))
             .map(|_| {
                 tokio::spawn(run_writer(
@@ -213,6 +315,7 @@ impl Pipeline {
                     shared.clone(),
                     max_batch,
                     counters.clone(),
+                    health.clone(),
                 ))
             })
             .collect();
@@ -227,32 +330,32 @@ impl Pipeline {
             Pipeline {
                 queue: tx,
                 counters,
+                health,
+                in_flight: Arc::default(),
+                capacity,
             },
             all,
         )
     }
 
-    /// The path of one accepted event: prepare it (see `prepare`) on this task, queue it, and
-    /// wait for its commit; answers the event id the client is told.
-    pub async fn ingest(
-        &self,
-        project_id: i64,
-        header_event_id: Option<&str>,
-        json: &[u8],
-        payload: impl FnOnce() -> StoredPayload,
-        received: f64,
-        sent_at: Option<f64>,
-    ) -> Result<String, IngestError> {
-        let prepared = prepare(
-            project_id,
-            header_event_id,
-            json,
-            payload,
-            received,
-            sent_at,
-        )?;
-        self.submit(prepared.event).await?;
-        Ok(prepared.event_id_hex)
+    /// Admits one more request to decode, prepare and queue an event, or refuses it (503)
+    /// when as many are in flight as the queue holds: past that point the writers cannot keep
+    /// up, and refusing before any decoding keeps the refusal nearly free.
+    pub fn admit(&self) -> Result<Admission, IngestError> {
+        let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let admission = Admission {
+            in_flight: self.in_flight.clone(),
+        };
+        if before >= self.capacity {
+            self.counters.overloaded.fetch_add(1, Ordering::Relaxed);
+            return Err(IngestError::Overloaded);
+        }
+        Ok(admission)
+    }
+
+    /// Requests admitted and not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
     }
 
     /// Queues the event and waits until it is committed.
@@ -270,7 +373,11 @@ impl Pipeline {
                 }
                 mpsc::error::TrySendError::Closed(_) => IngestError::StoreFailed,
             })?;
-        done.await.ok().flatten().ok_or(IngestError::StoreFailed)
+        match done.await {
+            Ok(Outcome::Stored(s)) => Ok(s),
+            Ok(Outcome::Fault) => Err(IngestError::StorageFault),
+            Ok(Outcome::Failed) | Err(_) => Err(IngestError::StoreFailed),
+        }
     }
 
     /// Asks the writers to finish what is queued and stop; later submissions fail.
@@ -299,6 +406,7 @@ async fn run_writer(
     shared: Arc<Shared>,
     max_batch: usize,
     counters: Arc<Counters>,
+    health: Arc<StorageHealth>,
 ) {
     let mut jobs = Vec::with_capacity(max_batch);
     loop {
@@ -333,35 +441,70 @@ async fn run_writer(
         if stop {
             shared.stop.notify_one();
         }
-        write_events(&mut writer, &mut events, &mut replies, &counters).await;
+        // Large events are committed a few MiB at a time: a driver's send buffer grows to the
+        // largest batch it ever sent and keeps that size, so the bytes of one batch, not only
+        // its count, must stay small (the memory budget does not see those buffers).
+        let mut replies = replies.into_iter();
+        let mut events = events.into_iter().peekable();
+        while events.peek().is_some() {
+            let mut bytes = 0;
+            let mut batch = Vec::new();
+            while let Some(e) = events.next_if(|e| {
+                bytes += e.payload.bytes.len();
+                batch.is_empty() || bytes <= MAX_BATCH_BYTES
+            }) {
+                batch.push(e);
+            }
+            let batch_replies: Vec<_> = replies.by_ref().take(batch.len()).collect();
+            write_events(&mut writer, batch, batch_replies, &counters, &health).await;
+        }
     }
     tracing::debug!("writer drained and stopped");
 }
 
-/// Commits the collected events in one batch and answers their requests.
+/// Commits the collected events in one batch and answers their requests. The events are let
+/// go before the answers: an answered request gives its bytes back to the memory budget, so
+/// nothing it charged may outlive the answer.
 async fn write_events(
     writer: &mut Writer,
-    events: &mut Vec<NewEvent>,
-    replies: &mut Vec<oneshot::Sender<Option<Stored>>>,
+    events: Vec<NewEvent>,
+    replies: Vec<oneshot::Sender<Outcome>>,
     counters: &Counters,
+    health: &StorageHealth,
 ) {
     if events.is_empty() {
         return;
     }
     let n = events.len();
     let started = Instant::now();
-    let results: Vec<Option<Stored>> = match writer.write_batch(events).await {
-        Ok(results) => results.into_iter().map(Some).collect(),
+    let results: Vec<Outcome> = match writer.write_batch(&events).await {
+        Ok(results) => {
+            health.committed();
+            results.into_iter().map(Outcome::Stored).collect()
+        }
+        Err(e) if e.is_storage_fault() => {
+            // Every event would fail the same way: the whole batch is refused (503) and the
+            // next one tries again, on a fresh connection.
+            health.failed(&e.to_string());
+            (0..n).map(|_| Outcome::Fault).collect()
+        }
         Err(e) => {
             // One bad row must not fail its neighbours: retry each event on its own.
             tracing::warn!(error = %e, n, "batch failed; retrying one by one");
             let mut out = Vec::with_capacity(n);
             for ev in events.chunks(1) {
                 match writer.write_batch(ev).await {
-                    Ok(mut r) => out.push(r.pop()),
+                    Ok(mut r) => {
+                        health.committed();
+                        out.push(r.pop().map_or(Outcome::Failed, Outcome::Stored))
+                    }
+                    Err(e) if e.is_storage_fault() => {
+                        health.failed(&e.to_string());
+                        out.push(Outcome::Fault);
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "event could not be stored");
-                        out.push(None);
+                        out.push(Outcome::Failed);
                     }
                 }
             }
@@ -369,8 +512,9 @@ async fn write_events(
         }
     };
     counters.batches.fetch_add(1, Ordering::Relaxed);
-    for (reply, result) in replies.drain(..).zip(results) {
-        if let Some(r) = result {
+    drop(events);
+    for (reply, result) in replies.into_iter().zip(results) {
+        if let Outcome::Stored(r) = &result {
             let counter = if r.inserted {
                 &counters.events_stored
             } else {
@@ -381,7 +525,6 @@ async fn write_events(
         // The requester may have gone away; the event is stored all the same.
         let _ = reply.send(result);
     }
-    events.clear();
     let elapsed = started.elapsed();
     if elapsed > Duration::from_secs(1) {
         tracing::warn!(?elapsed, "slow batch commit");

@@ -5,14 +5,16 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::io::Write;
+use std::io::{BufReader, Read, Write};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
 use stackhound::protocol::auth::{self, AuthSources};
 use stackhound::protocol::compression::{self, DecodeError, Encoding};
-use stackhound::protocol::envelope::{self, ItemType};
+use stackhound::protocol::envelope::{
+    self, DroppedItem, EnvelopeError, ItemType, Limits, ReadError,
+};
 use stackhound::protocol::event;
 
 // --- per-thread allocation accounting ------------------------------------------------------
@@ -262,6 +264,137 @@ fn gen_item() -> impl Strategy<Value = GenItem> {
         })
 }
 
+// --- streaming envelopes -------------------------------------------------------------------
+
+/// The item types `item_type` draws from, in order, so a keep mask can be indexed by them.
+const TYPES: [&str; 9] = [
+    "event",
+    "transaction",
+    "attachment",
+    "session",
+    "client_report",
+    "check_in",
+    "span",
+    "replay_video",
+    "statsd",
+];
+
+/// Limits with every size field under `max` or at its default, and a small item count.
+fn limits() -> impl Strategy<Value = Limits> {
+    let small = (prop::collection::vec(0usize..100, 9), 0usize..10).prop_map(|(v, items)| Limits {
+        max_event: v[0],
+        max_check_in: v[1],
+        max_attachment: v[2],
+        max_profile: v[3],
+        max_replay: v[4],
+        max_sessions: v[5],
+        max_client_report: v[6],
+        max_log: v[7],
+        max_other: v[8],
+        max_items: items,
+    });
+    prop_oneof![Just(Limits::default()), small]
+}
+
+/// The same limits with no size limit at all: only framing and the item count are left.
+fn unlimited(limits: &Limits) -> Limits {
+    Limits {
+        max_event: usize::MAX,
+        max_check_in: usize::MAX,
+        max_attachment: usize::MAX,
+        max_profile: usize::MAX,
+        max_replay: usize::MAX,
+        max_sessions: usize::MAX,
+        max_client_report: usize::MAX,
+        max_log: usize::MAX,
+        max_other: usize::MAX,
+        max_items: limits.max_items,
+    }
+}
+
+/// `envelope::read` over `bytes`, handed out `cap` bytes at a time.
+fn stream(
+    bytes: &[u8],
+    cap: usize,
+    keep: &dyn Fn(&ItemType) -> bool,
+    limits: &Limits,
+) -> Result<envelope::StreamedEnvelope, ReadError> {
+    envelope::read(&mut BufReader::with_capacity(cap, bytes), keep, limits)
+}
+
+/// `read` agrees with `parse` + `check_limits` on `bytes`: the same kept items (and the others
+/// reported as dropped with their sizes), or the same error, except that `read` may report an
+/// oversized item before an error `parse` finds further on.
+fn check_agreement(
+    bytes: &[u8],
+    cap: usize,
+    keep: &dyn Fn(&ItemType) -> bool,
+    limits: &Limits,
+) -> Result<(), TestCaseError> {
+    let reference =
+        envelope::parse(bytes).and_then(|env| envelope::check_limits(&env, limits).map(|()| env));
+    match (reference, stream(bytes, cap, keep, limits)) {
+        (Ok(env), Ok(got)) => {
+            prop_assert_eq!(&got.event_id, &env.event_id);
+            prop_assert_eq!(&got.dsn, &env.dsn);
+            prop_assert_eq!(got.sent_at, env.sent_at);
+            prop_assert_eq!(&got.header[..], env.header);
+            let kept: Vec<_> = env.items.iter().filter(|i| keep(&i.ty)).cloned().collect();
+            prop_assert_eq!(got.as_envelope().items, kept);
+            let dropped: Vec<DroppedItem> = env
+                .items
+                .iter()
+                .filter(|i| !keep(&i.ty))
+                .map(|i| DroppedItem {
+                    ty: i.ty.clone(),
+                    bytes: i.payload.len(),
+                })
+                .collect();
+            prop_assert_eq!(got.dropped, dropped);
+        }
+        (Err(want), Err(ReadError::Envelope(got))) => {
+            if got != want {
+                // The allowed difference: an oversized item reported as soon as it is seen.
+                let EnvelopeError::TooLarge(ty) = &got else {
+                    return Err(TestCaseError::fail(format!("parse {want:?}, read {got:?}")));
+                };
+                if let EnvelopeError::TooLarge(first) = &want {
+                    prop_assert_eq!(first, ty);
+                }
+            }
+        }
+        (want, got) => {
+            return Err(TestCaseError::fail(format!("parse {want:?}, read {got:?}")));
+        }
+    }
+    Ok(())
+}
+
+/// The envelope `items` make, one per line, after a header with an event id.
+fn envelope_bytes(items: &[GenItem], header_id: &str, trailing_newline: bool) -> Vec<u8> {
+    let mut body =
+        format!("{{\"event_id\":\"{header_id}\",\"sdk\":{{\"name\":\"x\"}}}}").into_bytes();
+    for item in items {
+        body.push(b'\n');
+        let header = if item.with_length {
+            format!(
+                "{{\"type\":\"{}\",\"length\":{}}}",
+                item.ty,
+                item.payload.len()
+            )
+        } else {
+            format!("{{\"type\":\"{}\"}}", item.ty)
+        };
+        body.extend_from_slice(header.as_bytes());
+        body.push(b'\n');
+        body.extend_from_slice(&item.payload);
+    }
+    if trailing_newline {
+        body.push(b'\n');
+    }
+    body
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 256,
@@ -434,21 +567,7 @@ proptest! {
         } else {
             id.clone()
         };
-        let mut body = format!("{{\"event_id\":\"{header_id}\",\"sdk\":{{\"name\":\"x\"}}}}").into_bytes();
-        for item in &items {
-            body.push(b'\n');
-            let header = if item.with_length {
-                format!("{{\"type\":\"{}\",\"length\":{}}}", item.ty, item.payload.len())
-            } else {
-                format!("{{\"type\":\"{}\"}}", item.ty)
-            };
-            body.extend_from_slice(header.as_bytes());
-            body.push(b'\n');
-            body.extend_from_slice(&item.payload);
-        }
-        if trailing_newline {
-            body.push(b'\n');
-        }
+        let body = envelope_bytes(&items, &header_id, trailing_newline);
 
         let env = envelope::parse(&body).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(env.event_id, Some(id.to_ascii_lowercase()));
@@ -488,6 +607,178 @@ proptest! {
         let encs = compression::parse_content_encoding(Some(header.as_bytes())).unwrap();
         prop_assert_eq!(compression::decode(&body, &encs, 1 << 16).unwrap(), data);
     }
+
+    #[test]
+    fn read_never_panics_and_agrees_with_parse(
+        bytes in prop::collection::vec(any::<u8>(), 0..512),
+        cap in 1usize..32,
+        limits in limits(),
+    ) {
+        check_agreement(&bytes, cap, &|_| true, &limits)?;
+        check_agreement(&bytes, cap, &|ty| *ty == ItemType::Event, &limits)?;
+    }
+
+    #[test]
+    fn read_agrees_with_parse_on_envelope_like_input(
+        bytes in envelope_fragments(),
+        cap in 1usize..32,
+        limits in limits(),
+    ) {
+        check_agreement(&bytes, cap, &|_| true, &limits)?;
+        check_agreement(&bytes, cap, &|ty| *ty == ItemType::Event, &limits)?;
+        // Without size limits nothing is reported early, so the errors are the same exactly.
+        let open = unlimited(&limits);
+        let want = envelope::parse(&bytes).and_then(|env| envelope::check_limits(&env, &open));
+        match stream(&bytes, cap, &|_| true, &open) {
+            Ok(_) => prop_assert_eq!(want, Ok(())),
+            Err(ReadError::Envelope(e)) => prop_assert_eq!(want, Err(e)),
+            Err(ReadError::Source(e)) => return Err(TestCaseError::fail(e.to_string())),
+        }
+    }
+
+    /// Well-formed envelopes (items with and without `length`, maybe a second event), read
+    /// through small buffers or a content encoding, under tight limits: the kept items are
+    /// `parse`'s, and the error is the first one met in envelope order.
+    #[test]
+    fn read_keeps_what_parse_finds(
+        items in prop::collection::vec(gen_item(), 0..8),
+        trailing_newline in any::<bool>(),
+        id in "[0-9a-f]{32}",
+        limits in limits(),
+        keep_mask in prop::collection::vec(any::<bool>(), TYPES.len()),
+        cap in 1usize..64,
+        enc in 0usize..5,
+    ) {
+        let body = envelope_bytes(&items, &id, trailing_newline);
+        let keep = |ty: &ItemType| {
+            TYPES.iter().position(|t| *t == ty.as_str()).is_some_and(|i| keep_mask[i])
+        };
+
+        // What `read` must answer: items in order, each refused if over its limit, a second
+        // event refused after its payload; then the item count.
+        let mut model: Result<(), EnvelopeError> = Ok(());
+        let mut events = 0;
+        for item in &items {
+            let ty = ItemType::from_name(item.ty);
+            if item.payload.len() > limits.max_for(&ty) {
+                model = Err(EnvelopeError::TooLarge(item.ty.to_owned()));
+                break;
+            }
+            if ty == ItemType::Event {
+                events += 1;
+                if events > 1 {
+                    model = Err(EnvelopeError::DuplicateEvent);
+                    break;
+                }
+            }
+        }
+        if model.is_ok() && items.len() > limits.max_items {
+            model = Err(EnvelopeError::TooManyItems(limits.max_items));
+        }
+
+        let encoded = encode(ENCODINGS[enc], &body);
+        let budget = 1 << 20;
+        let mut decoder = compression::reader(&encoded, &[ENCODINGS[enc]], budget).unwrap();
+        for got in [
+            stream(&body, cap, &keep, &limits),
+            envelope::read(&mut *decoder, &keep, &limits),
+        ] {
+            match (&model, got) {
+                (Ok(()), Ok(got)) => {
+                    prop_assert_eq!(got.event_id.as_deref(), Some(&id[..]));
+                    let want: Vec<(&str, Option<usize>, &[u8])> = items
+                        .iter()
+                        .filter(|i| keep(&ItemType::from_name(i.ty)))
+                        .map(|i| (i.ty, i.with_length.then_some(i.payload.len()), &i.payload[..]))
+                        .collect();
+                    let kept: Vec<(&str, Option<usize>, &[u8])> = got
+                        .items
+                        .iter()
+                        .map(|i| (i.ty.as_str(), i.length, &i.payload[..]))
+                        .collect();
+                    prop_assert_eq!(kept, want);
+                    let dropped: Vec<(&str, usize)> = got.dropped.iter().map(|d| (d.ty.as_str(), d.bytes)).collect();
+                    let want: Vec<(&str, usize)> = items
+                        .iter()
+                        .filter(|i| !keep(&ItemType::from_name(i.ty)))
+                        .map(|i| (i.ty, i.payload.len()))
+                        .collect();
+                    prop_assert_eq!(dropped, want);
+                    // Each kept item is `parse`'s, header bytes included.
+                    let env = envelope::parse(&body).unwrap();
+                    let parsed: Vec<_> = env.items.iter().filter(|i| keep(&i.ty)).cloned().collect();
+                    prop_assert_eq!(got.as_envelope().items, parsed);
+                }
+                (Err(want), Err(ReadError::Envelope(got))) => prop_assert_eq!(want, &got),
+                (want, got) => {
+                    return Err(TestCaseError::fail(format!("model {want:?}, read {got:?}")));
+                }
+            }
+        }
+        check_agreement(&body, cap, &keep, &limits)?;
+    }
+
+    #[test]
+    fn reader_round_trips_every_encoding(
+        data in prop::collection::vec(any::<u8>(), 0..4096),
+        enc in 1usize..5,
+        outer in 0usize..5,
+    ) {
+        let read_all = |body: &[u8], encs: &[Encoding], limit: usize| -> Result<Vec<u8>, DecodeError> {
+            let mut r = compression::reader(body, encs, limit)?;
+            let mut out = Vec::new();
+            r.read_to_end(&mut out).map_err(|e| compression::read_error(e, encs, limit))?;
+            Ok(out)
+        };
+        let enc = ENCODINGS[enc];
+        let body = encode(enc, &data);
+        prop_assert_eq!(&read_all(&body, &[enc], data.len()).unwrap(), &data);
+        if !data.is_empty() {
+            prop_assert_eq!(
+                read_all(&body, &[enc], data.len() - 1),
+                Err(DecodeError::TooLarge { limit: data.len() - 1 })
+            );
+        }
+        // A second coding on top (identity included).
+        let chain = [enc, ENCODINGS[outer]];
+        let body = encode(chain[1], &body);
+        prop_assert_eq!(read_all(&body, &chain, 1 << 16).unwrap(), data);
+    }
+
+    #[test]
+    fn reader_over_corrupted_data_never_panics(
+        data in prop::collection::vec(any::<u8>(), 0..2048),
+        enc in 1usize..5,
+        flips in prop::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+        cut in proptest::option::of(any::<usize>()),
+        limit in 0usize..4096,
+        cap in 1usize..64,
+    ) {
+        let encs = [ENCODINGS[enc]];
+        let body = mutate(&encode(encs[0], &data), &flips, cut);
+        let decoded = compression::decode(&body, &encs, limit);
+        match compression::reader(&body, &encs, limit) {
+            Ok(r) => {
+                // Through a small buffer, as the envelope reader would pull it.
+                let mut r = BufReader::with_capacity(cap, r);
+                let mut out = Vec::new();
+                match r.read_to_end(&mut out) {
+                    Ok(_) => {
+                        prop_assert!(out.len() <= limit);
+                        prop_assert_eq!(decoded, Ok(out));
+                    }
+                    Err(e) => {
+                        let err = compression::read_error(e, &encs, limit);
+                        prop_assert!(matches!(err.status(), 400 | 413));
+                        prop_assert!(decoded.is_err());
+                    }
+                }
+                let mut r = compression::reader(&body, &encs, limit).unwrap();
+                let _ = envelope::read(&mut *r, &|_| true, &Limits::default());
+            }
+            Err(e) => prop_assert_eq!(decoded, Err(e)),
+        };
+    }
 }
 
 // --- decompression bombs ------------------------------------------------------------------
@@ -525,7 +816,7 @@ fn assert_bomb_defused(name: &str, bomb: &[u8], encodings: &[Encoding]) {
 }
 
 /// Streams `size` zero bytes into `w` without holding them in memory.
-fn write_zeros<W: Write>(w: &mut W, size: usize) {
+fn write_zeros<W: Write + ?Sized>(w: &mut W, size: usize) {
     let zeros = vec![0u8; 1 << 20];
     let mut left = size;
     while left > 0 {
@@ -568,6 +859,68 @@ fn deflate_zstd_and_brotli_bombs_are_too_large_with_bounded_memory() {
     assert_bomb_defused("gzip, zstd", &outer, &[Encoding::Gzip, Encoding::Zstd]);
 }
 
+/// The attack the streaming reader exists for: a small body whose attachment inflates to
+/// 95 MiB of zeros. Read item by item under a 100 MiB decode budget, only the event is kept and
+/// memory stays at the decoder's own state, where `decode` + `parse` would hold all 95 MiB.
+#[test]
+fn a_zero_attachment_bomb_is_skipped_with_bounded_memory() {
+    const SIZE: usize = 95 << 20;
+    let envelope = |w: &mut dyn Write| {
+        w.write_all(b"{\"event_id\":\"9ec79c33ec9942ab8353589fcb2e04dc\"}\n")
+            .unwrap();
+        writeln!(w, "{{\"type\":\"attachment\",\"length\":{SIZE}}}").unwrap();
+        write_zeros(w, SIZE);
+        w.write_all(b"\n{\"type\":\"event\"}\n{\"message\":\"hi\"}\n")
+            .unwrap();
+    };
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    envelope(&mut gz);
+    let mut zs = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+    envelope(&mut zs);
+    let mut brotli_body = Vec::new();
+    {
+        let mut w = brotli::CompressorWriter::new(&mut brotli_body, 1 << 16, 1, 22);
+        envelope(&mut w);
+    }
+    let bodies = [
+        (Encoding::Gzip, gz.finish().unwrap()),
+        (Encoding::Zstd, zs.finish().unwrap()),
+        (Encoding::Br, brotli_body),
+    ];
+    for (enc, body) in bodies {
+        let name = enc.as_str();
+        let start = std::time::Instant::now();
+        let (result, peak) = peak_during(|| {
+            let mut src = compression::reader(&body, &[enc], 100 << 20).unwrap();
+            envelope::read(&mut *src, &|ty| *ty == ItemType::Event, &Limits::default())
+        });
+        eprintln!(
+            "{name}: {} compressed bytes, peak {peak} bytes, {:?}",
+            body.len(),
+            start.elapsed()
+        );
+        let env = result.unwrap();
+        assert_eq!(env.items.len(), 1, "{name}");
+        assert_eq!(env.items[0].payload, br#"{"message":"hi"}"#, "{name}");
+        assert_eq!(
+            env.dropped,
+            [DroppedItem {
+                ty: ItemType::Attachment,
+                bytes: SIZE
+            }],
+            "{name}"
+        );
+        // gzip's state is its 32 KiB window; brotli's ring buffer follows its window (4 MiB
+        // here); zstd's window is allocated in C, which this counter does not see.
+        let bound = if enc == Encoding::Br {
+            8 << 20
+        } else {
+            1 << 20
+        };
+        assert!(peak < bound, "{name}: peak allocation {peak} bytes");
+    }
+}
+
 #[test]
 fn every_capture_decodes_and_parses() {
     for cap in captures() {
@@ -575,6 +928,9 @@ fn every_capture_decodes_and_parses() {
         assert_eq!(decoded, cap.decoded);
         let env = envelope::parse(&decoded).unwrap();
         assert!(!env.items.is_empty());
+        let mut src = compression::reader(&cap.body, &cap.encodings, 100 << 20).unwrap();
+        let streamed = envelope::read(&mut *src, &|_| true, &Limits::default()).unwrap();
+        assert_eq!(streamed.as_envelope(), env);
         for item in env.items.iter().filter(|i| i.ty == ItemType::Event) {
             event::parse(item.payload).unwrap();
         }

@@ -328,7 +328,16 @@ pub async fn issue_event(
             None => None,
         },
     };
-    let row = row.ok_or_else(|| not_found("event"))?;
+    // Retention deletes events but keeps their issue (and its count): say so rather than
+    // leave a listed issue looking broken.
+    let row = row.ok_or_else(|| match which.as_str() {
+        "latest" | "recommended" | "oldest" if issue.event_count > 0 => ApiError(
+            StatusCode::NOT_FOUND,
+            "event not found: this issue's events are past the retention limit and were deleted"
+                .into(),
+        ),
+        _ => not_found("event"),
+    })?;
     Ok(Json(event_json(&row, true)))
 }
 
@@ -343,8 +352,34 @@ pub async fn index(State(app): State<AppState>, headers: HeaderMap) -> ApiResult
 }
 
 pub async fn readyz(State(app): State<AppState>) -> Response {
+    use std::sync::atomic::Ordering::Relaxed;
+    let counters = &app.pipeline.counters;
+    let ingestion = json!({
+        "inFlight": app.pipeline.in_flight(),
+        "memoryInUse": app.budget.in_use(),
+        "memoryPeak": app.budget.peak(),
+        "memoryBudget": app.budget.total(),
+        "stored": counters.events_stored.load(Relaxed),
+        "overloaded": counters.overloaded.load(Relaxed),
+        "rateLimited": counters.rate_limited.load(Relaxed),
+        "dropped": counters.dropped_items(),
+    });
+    // A storage fault (disk full, I/O errors, a lock held too long) makes the process not
+    // ready: ingestion answers 503 until a batch commits again.
+    if let Some(fault) = app.pipeline.health.fault() {
+        let body = json!({
+            "ready": false,
+            "detail": format!("storage fault: {}", fault.error),
+            "storage": {"fault": fault.error, "failedBatches": fault.failed_batches,
+                        "seconds": fault.since.elapsed().as_secs()},
+            "ingestion": ingestion,
+        });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
     match app.store.ping().await {
-        Ok(()) => Json(json!({"ready": true})).into_response(),
+        Ok(()) => {
+            Json(json!({"ready": true, "storage": "ok", "ingestion": ingestion})).into_response()
+        }
         Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
 }

@@ -1,29 +1,41 @@
 //! The SDK-facing routes: `/api/{project_id}/envelope/` and the legacy `/store/`.
 //!
-//! The path of a request: authenticate from headers or query (before spending CPU on the body),
-//! read the body under the compressed cap, decode it under the decompressed cap, parse the
-//! envelope, check the envelope's own `dsn` against the other credentials, then prepare the
-//! event item and wait for the writer to commit it. Every refusal is a 4xx with
-//! `{"detail": ...}`; nothing the client sends can make this panic.
+//! The path of a request, cheapest refusals first: authenticate from headers or query (before
+//! spending anything on the body), check the project's quota (429), refuse a declared
+//! `Content-Length` over the cap (413, without `100 Continue`), read the body out of the
+//! process-wide memory budget (503 when it is spent), take a place among the events in flight
+//! (503 when the writers cannot keep up: refused before any decoding), then stream the body
+//! through its decoders and the envelope reader, which keeps only the event item (dropped
+//! items stream through without being held), check the envelope's own `dsn`, prepare the
+//! event and wait for its commit. Every refusal is a 4xx or 503 with `{"detail": ...}`;
+//! nothing the client sends can make this panic.
 
 use super::ingest_error_response;
 use super::AppState;
+use crate::budget::{Exhausted, Reservation};
 use crate::payload::{StoredPayload, MAX_RAW_BODY};
-use crate::pipeline::IngestError;
+use crate::pipeline::{self, IngestError};
 use crate::protocol::auth::{self, AuthError, AuthSources};
 use crate::protocol::compression::{self, DecodeError, Encoding};
 use crate::protocol::envelope::{self, EnvelopeError, ItemType};
+use crate::protocol::ratelimit;
+use crate::quota::Verdict;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use bytes::BytesMut;
+use http_body_util::BodyExt;
 
-/// A refused request: its status and the `detail` the client sees.
+/// A refused request: its status, the `detail` the client sees, and for quotas how long the
+/// client should hold back.
 #[derive(Debug)]
 pub struct Reject {
     pub status: StatusCode,
     pub detail: String,
+    /// `Retry-After` seconds and the `X-Sentry-Rate-Limits` value of a 429.
+    pub rate_limit: Option<(u64, String)>,
 }
 
 impl Reject {
@@ -31,7 +43,12 @@ impl Reject {
         Reject {
             status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
             detail: detail.to_string(),
+            rate_limit: None,
         }
+    }
+
+    fn too_large() -> Reject {
+        Reject::new(413, "request body exceeds the size limit")
     }
 }
 
@@ -50,11 +67,16 @@ impl From<EnvelopeError> for Reject {
         Reject::new(e.status(), e)
     }
 }
+impl From<Exhausted> for Reject {
+    fn from(e: Exhausted) -> Reject {
+        Reject::new(503, e)
+    }
+}
 impl From<IngestError> for Reject {
     fn from(e: IngestError) -> Reject {
         let status = match e {
             IngestError::InvalidEvent(_) => 400,
-            IngestError::Overloaded | IngestError::StoreFailed => 503,
+            IngestError::Overloaded | IngestError::StoreFailed | IngestError::StorageFault => 503,
         };
         Reject::new(status, e)
     }
@@ -66,11 +88,43 @@ impl From<crate::store::StoreError> for Reject {
     }
 }
 
-fn respond(result: Result<Option<String>, Reject>) -> Response {
+/// What an accepted request is answered: the event id (none for an envelope without an
+/// event) and, when it carried items we drop, the `X-Sentry-Rate-Limits` entry that tells the
+/// SDK to stop sending them.
+#[derive(Debug, Default)]
+struct Answer {
+    id: Option<String>,
+    dropped_limits: Option<String>,
+}
+
+const RATE_LIMITS: HeaderName = HeaderName::from_static("x-sentry-rate-limits");
+
+fn respond(result: Result<Answer, Reject>) -> Response {
     match result {
-        Ok(Some(id)) => Json(serde_json::json!({ "id": id })).into_response(),
-        Ok(None) => Json(serde_json::json!({})).into_response(),
-        Err(r) => ingest_error_response(r.status, &r.detail),
+        Ok(answer) => {
+            let mut resp = match answer.id {
+                Some(id) => Json(serde_json::json!({ "id": id })).into_response(),
+                None => Json(serde_json::json!({})).into_response(),
+            };
+            if let Some(v) = answer
+                .dropped_limits
+                .and_then(|l| HeaderValue::from_str(&l).ok())
+            {
+                resp.headers_mut().insert(RATE_LIMITS, v);
+            }
+            resp
+        }
+        Err(r) => {
+            let mut resp = ingest_error_response(r.status, &r.detail);
+            if let Some((retry_after, limits)) = r.rate_limit {
+                let h = resp.headers_mut();
+                h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                if let Ok(v) = HeaderValue::from_str(&limits) {
+                    h.insert(RATE_LIMITS, v);
+                }
+            }
+            resp
+        }
     }
 }
 
@@ -129,18 +183,183 @@ async fn check_project(app: &AppState, key: &str, project_id: i64) -> Result<(),
     }
 }
 
-async fn read_body(app: &AppState, body: Body) -> Result<Bytes, Reject> {
-    axum::body::to_bytes(body, app.limits.max_body)
-        .await
-        .map_err(|e| {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if too_large {
-                Reject::new(413, "request body exceeds the size limit")
-            } else {
-                Reject::new(400, "failed to read request body")
+/// The project's quota: 429 with `Retry-After` and `X-Sentry-Rate-Limits` once it is spent.
+async fn check_quota(app: &AppState, project_id: i64) -> Result<(), Reject> {
+    let now = app.clock.now().timestamp();
+    match app.quotas.check(&app.store, project_id, now).await? {
+        Verdict::Allow => Ok(()),
+        Verdict::Exceeded { retry_after } => {
+            app.pipeline.counters.rate_limited();
+            Err(Reject {
+                rate_limit: Some((
+                    retry_after,
+                    ratelimit::quota_limit(
+                        retry_after,
+                        &["default", "error", "security"],
+                        "project",
+                        "project_quota",
+                    ),
+                )),
+                ..Reject::new(
+                    429,
+                    "Sentry dropped data due to a quota or internal rate limit being reached. \
+                     This will not affect your application.",
+                )
+            })
+        }
+    }
+}
+
+/// The declared body length, if the request has a valid `Content-Length`.
+fn content_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// Refuses a body over `cap` with 413. A client that waits for `100 Continue` never gets it
+/// (the body is not touched, so hyper does not send one). Any other client is sending the
+/// body right now and many (Python's urllib) read the answer only once it is sent: the rest
+/// of the body is read and discarded in the background, up to `drain_limit` bytes, so that
+/// they see the 413 rather than a reset connection.
+fn refuse_oversized(
+    app: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    left: Option<usize>,
+) -> Reject {
+    let drain = !expects_continue(headers) && left.is_none_or(|n| n <= app.limits.drain_limit);
+    if drain {
+        if let Ok(permit) = app.drains.clone().try_acquire_owned() {
+            let limit = app.limits.drain_limit;
+            tokio::spawn(async move {
+                let _permit = permit;
+                let mut body = body;
+                let mut seen = 0usize;
+                // Each frame waits at most the body timeout (the router's layer): a stalled
+                // sender ends the drain.
+                while seen <= limit {
+                    match body.frame().await {
+                        Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len()),
+                        _ => break,
+                    }
+                }
+            });
+        }
+    }
+    Reject::too_large()
+}
+
+/// How reading a body failed.
+enum BodyError {
+    /// Over the cap; the rest of the body comes back so it can be drained.
+    TooLarge(Body),
+    Reject(Reject),
+}
+
+/// Reads the body, at most `cap` bytes, holding its bytes in `held` as they arrive (503 when
+/// the budget has none left). A declared length is reserved at once.
+async fn read_body(
+    app: &AppState,
+    mut body: Body,
+    declared: Option<usize>,
+    cap: usize,
+    held: &mut Reservation,
+) -> Result<Bytes, BodyError> {
+    if let Some(n) = declared {
+        app.budget
+            .grow(held, n)
+            .await
+            .map_err(|e| BodyError::Reject(e.into()))?;
+    }
+    // Most bodies arrive as one frame: kept as is, without a copy.
+    let mut first: Option<Bytes> = None;
+    let mut rest = BytesMut::new();
+    let mut len = 0usize;
+    loop {
+        let frame = match body.frame().await {
+            None => break,
+            Some(Ok(frame)) => frame,
+            Some(Err(e)) => return Err(BodyError::Reject(body_error(&e))),
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        len += data.len();
+        if len > cap {
+            return Err(BodyError::TooLarge(body));
+        }
+        if len > held.bytes() {
+            // Undeclared length: reserve in steps, not per frame.
+            let step = (len - held.bytes())
+                .max(64 * 1024)
+                .min(cap - held.bytes().min(cap));
+            app.budget
+                .grow(held, step.max(len - held.bytes()))
+                .await
+                .map_err(|e| BodyError::Reject(e.into()))?;
+        }
+        match first.take() {
+            None if rest.is_empty() => first = Some(data),
+            None => rest.extend_from_slice(&data),
+            Some(f) => {
+                rest.reserve(declared.unwrap_or(0).max(f.len() + data.len()));
+                rest.extend_from_slice(&f);
+                rest.extend_from_slice(&data);
             }
-        })
+        }
+    }
+    Ok(first.unwrap_or_else(|| rest.freeze()))
+}
+
+/// A body that could not be read: a stalled sender (the body timeout) gets 408, anything else
+/// (a client that went away, broken chunking) 400.
+fn body_error(e: &axum::Error) -> Reject {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        let text = err.to_string();
+        if text.contains("timed out") || text.contains("timeout") {
+            return Reject::new(408, "the request body was not received in time");
+        }
+        source = err.source();
+    }
+    Reject::new(400, "failed to read request body")
+}
+
+/// Reads the request body under `cap`, refusing a declared or actual excess with 413.
+async fn body_under_cap(
+    app: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    cap: usize,
+    held: &mut Reservation,
+) -> Result<Bytes, Reject> {
+    let declared = content_length(headers);
+    if let Some(n) = declared.filter(|n| *n > cap) {
+        return Err(refuse_oversized(app, headers, body, Some(n)));
+    }
+    match read_body(app, body, declared, cap, held).await {
+        Ok(raw) if raw.is_empty() => Err(Reject::new(400, "empty request body")),
+        Ok(raw) => Ok(raw),
+        Err(BodyError::TooLarge(rest)) => Err(refuse_oversized(app, headers, rest, None)),
+        Err(BodyError::Reject(r)) => Err(r),
+    }
+}
+
+/// Bytes the decoded items we keep can take at most: the envelope header, one item header and
+/// one event.
+fn kept_allowance(limits: &envelope::Limits) -> usize {
+    limits.max_for(&ItemType::Event) + 4 * envelope::MAX_HEADER_LEN
 }
 
 async fn ingest_envelope(
@@ -149,7 +368,7 @@ async fn ingest_envelope(
     headers: &HeaderMap,
     query: Option<&str>,
     body: Body,
-) -> Result<Option<String>, Reject> {
+) -> Result<Answer, Reject> {
     let pid = path_project(project_id)?;
     let mut src = sources(headers, query);
     // Authenticate before touching the body when the request itself carries credentials;
@@ -158,57 +377,92 @@ async fn ingest_envelope(
     if early {
         let auth = auth::resolve(&src, project_id)?;
         check_project(app, &auth.public_key, pid).await?;
+        check_quota(app, pid).await?;
     }
     let encodings = compression::parse_content_encoding(
         headers.get(header::CONTENT_ENCODING).map(|v| v.as_bytes()),
     )?;
-    let raw = read_body(app, body).await?;
-    if raw.is_empty() {
-        return Err(Reject::new(400, "empty request body"));
-    }
-    let decoded = compression::decode(&raw, &encodings, app.limits.max_decoded)?;
-    let env = envelope::parse(&decoded)?;
+    let mut held = app.budget.empty();
+    let raw = body_under_cap(app, headers, body, app.limits.max_body, &mut held).await?;
+    // From here on the request costs CPU: only as many as the writers can take get in.
+    let _admission = app.pipeline.admit()?;
+    let limits = envelope::Limits::default();
+    app.budget.grow(&mut held, kept_allowance(&limits)).await?;
+
+    let env = read_envelope(&raw, &encodings, app.limits.max_decoded, &limits)?;
     if env.dsn.is_some() || !early {
         src.envelope_dsn = env.dsn.as_deref();
         let auth = auth::resolve(&src, project_id)?;
         check_project(app, &auth.public_key, pid).await?;
-    }
-    envelope::check_limits(&env, &envelope::Limits::default())?;
-
-    let received = app.clock.now_secs();
-    let mut answer = None;
-    for item in &env.items {
-        match &item.ty {
-            ItemType::Event => {
-                let single_compressed = env.items.len() == 1
-                    && encodings.len() == 1
-                    && encodings[0] != Encoding::Identity
-                    && raw.len() <= MAX_RAW_BODY;
-                let payload = || {
-                    if single_compressed {
-                        StoredPayload::raw_envelope(encodings[0], raw.to_vec())
-                    } else {
-                        StoredPayload::compress(item.payload)
-                    }
-                };
-                let id = app
-                    .pipeline
-                    .ingest(
-                        pid,
-                        env.event_id.as_deref(),
-                        item.payload,
-                        payload,
-                        received,
-                        env.sent_at,
-                    )
-                    .await?;
-                answer = Some(id);
-            }
-            other => app.pipeline.counters.dropped_item(other.as_str()),
+        if !early {
+            check_quota(app, pid).await?;
         }
     }
-    // An envelope without an event is answered `{}` (Relay does the same).
+
+    let received = app.clock.now_secs();
+    let mut answer = Answer::default();
+    for item in &env.dropped {
+        app.pipeline.counters.dropped_item(item.ty.as_str());
+    }
+    if app.limits.dropped_retry_secs > 0 {
+        let categories = ratelimit::categories_of(env.dropped.iter().map(|d| &d.ty));
+        if !categories.is_empty() {
+            answer.dropped_limits = Some(ratelimit::quota_limit(
+                app.limits.dropped_retry_secs,
+                &categories,
+                "organization",
+                "not_processed",
+            ));
+        }
+    }
+    let Some(event) = env.items.iter().find(|i| i.ty == ItemType::Event) else {
+        // An envelope without an event is answered `{}` (Relay does the same).
+        return Ok(answer);
+    };
+    // One compressed event and nothing else: the body as it came is the stored payload.
+    let single_compressed = env.items.len() == 1
+        && env.dropped.is_empty()
+        && encodings.len() == 1
+        && encodings[0] != Encoding::Identity
+        && raw.len() <= MAX_RAW_BODY;
+    let prepared = pipeline::prepare(
+        pid,
+        env.event_id.as_deref(),
+        &event.payload,
+        || {
+            if single_compressed {
+                StoredPayload::raw_envelope(encodings[0], raw.to_vec())
+            } else {
+                StoredPayload::compress(&event.payload)
+            }
+        },
+        received,
+        env.sent_at,
+    )?;
+    // The body and the decoded envelope are let go: the row waiting for its commit is all
+    // this request holds now.
+    drop(env);
+    drop(raw);
+    held.shrink_to(prepared.event.approx_bytes());
+    app.pipeline.submit(prepared.event).await?;
+    app.quotas.count(pid, app.clock.now().timestamp());
+    answer.id = Some(prepared.event_id_hex);
     Ok(answer)
+}
+
+/// Streams `raw` through its decoders and the envelope reader, keeping only the event item.
+fn read_envelope(
+    raw: &[u8],
+    encodings: &[Encoding],
+    max_decoded: usize,
+    limits: &envelope::Limits,
+) -> Result<envelope::StreamedEnvelope, Reject> {
+    let mut reader = compression::reader(raw, encodings, max_decoded)?;
+    let keep = |ty: &ItemType| *ty == ItemType::Event;
+    envelope::read(&mut reader, &keep, limits).map_err(|e| match e {
+        envelope::ReadError::Envelope(e) => e.into(),
+        envelope::ReadError::Source(e) => compression::read_error(e, encodings, max_decoded).into(),
+    })
 }
 
 async fn ingest_store(
@@ -217,37 +471,42 @@ async fn ingest_store(
     headers: &HeaderMap,
     query: Option<&str>,
     body: Body,
-) -> Result<Option<String>, Reject> {
+) -> Result<Answer, Reject> {
     let pid = path_project(project_id)?;
     let auth = auth::resolve(&sources(headers, query), project_id)?;
     check_project(app, &auth.public_key, pid).await?;
+    check_quota(app, pid).await?;
     let encodings = compression::parse_content_encoding(
         headers.get(header::CONTENT_ENCODING).map(|v| v.as_bytes()),
     )?;
-    let raw = read_body(app, body).await?;
-    if raw.is_empty() {
-        return Err(Reject::new(400, "empty request body"));
-    }
+    // A store body is one event: its cap is the event's (the docs say 1 MB decompressed).
+    let max_event = envelope::Limits::default().max_for(&ItemType::Event);
+    let mut held = app.budget.empty();
+    let raw = body_under_cap(app, headers, body, max_event, &mut held).await?;
+    let _admission = app.pipeline.admit()?;
+    app.budget.grow(&mut held, max_event).await?;
     let json = if encodings.iter().all(|e| *e == Encoding::Identity) {
         // Without Content-Encoding a legacy SDK may send base64 of zlib.
-        compression::decode_store_body(&raw, app.limits.max_decoded)?
+        compression::decode_store_body(&raw, max_event)?
     } else {
-        compression::decode(&raw, &encodings, app.limits.max_decoded)?
+        compression::decode(&raw, &encodings, max_event)?
     };
-    if json.len() > envelope::Limits::default().max_event {
-        return Err(Reject::new(413, "event exceeds the size limit"));
-    }
+    drop(raw);
     let received = app.clock.now_secs();
-    let id = app
-        .pipeline
-        .ingest(
-            pid,
-            None,
-            &json,
-            || StoredPayload::compress(&json),
-            received,
-            None,
-        )
-        .await?;
-    Ok(Some(id))
+    let prepared = pipeline::prepare(
+        pid,
+        None,
+        &json,
+        || StoredPayload::compress(&json),
+        received,
+        None,
+    )?;
+    drop(json);
+    held.shrink_to(prepared.event.approx_bytes());
+    app.pipeline.submit(prepared.event).await?;
+    app.quotas.count(pid, app.clock.now().timestamp());
+    Ok(Answer {
+        id: Some(prepared.event_id_hex),
+        dropped_limits: None,
+    })
 }

@@ -7,7 +7,7 @@ use super::AppState;
 use crate::issue::request::{parse_update, Change, Update};
 use crate::issue::state::{Actor, Refusal};
 use crate::issue::view::iso;
-use crate::store::projects::Project;
+use crate::store::projects::{Project, ProjectLimits};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -205,6 +205,7 @@ pub async fn activities(
 
 async fn project_json(app: &AppState, p: &Project) -> ApiResult<Value> {
     let (new_issue, regression, unmute) = app.store.project_alerts(p.id).await?;
+    let limits = app.store.project_limits(p.id).await?;
     Ok(json!({
         "id": p.id.to_string(),
         "slug": p.slug,
@@ -213,6 +214,11 @@ async fn project_json(app: &AppState, p: &Project) -> ApiResult<Value> {
         "alertOnNewIssue": new_issue,
         "alertOnRegression": regression,
         "alertOnUnmute": unmute,
+        // null: no quota; for retention, the server's default.
+        "rateLimitPerMinute": limits.rate_limit_minute,
+        "rateLimitPerHour": limits.rate_limit_hour,
+        "retentionDays": limits.retention_days,
+        "retentionMaxEvents": limits.retention_max_events,
     }))
 }
 
@@ -227,8 +233,39 @@ pub async fn get_project(
     Ok(Json(project_json(&app, &p).await?))
 }
 
+/// Applies the body's limit fields to `limits`: a non-negative integer sets one (0 clears it,
+/// as on the command line), null clears it, an absent one stays; anything else is refused.
+/// Returns whether the body named any.
+fn apply_limits(body: &Value, limits: &mut ProjectLimits) -> ApiResult<bool> {
+    let mut named = false;
+    for (name, field) in [
+        ("rateLimitPerMinute", &mut limits.rate_limit_minute),
+        ("rateLimitPerHour", &mut limits.rate_limit_hour),
+        ("retentionDays", &mut limits.retention_days),
+        ("retentionMaxEvents", &mut limits.retention_max_events),
+    ] {
+        let value = match body.get(name) {
+            None => continue,
+            Some(Value::Null) => None,
+            Some(v) => match v.as_i64() {
+                Some(n) if n >= 0 => (n > 0).then_some(n),
+                _ => {
+                    return Err(bad_request(format!(
+                        "'{name}' must be a non-negative integer or null"
+                    )))
+                }
+            },
+        };
+        *field = value;
+        named = true;
+    }
+    Ok(named)
+}
+
 /// `PUT /api/0/projects/{org}/{project}/` with `alertOnNewIssue`, `alertOnRegression`,
-/// `alertOnUnmute` (booleans; absent ones stay as they are).
+/// `alertOnUnmute` (booleans) and the limits `rateLimitPerMinute`, `rateLimitPerHour`,
+/// `retentionDays`, `retentionMaxEvents` (integers, null clears); absent ones stay as they
+/// are. The body is checked whole before anything is stored.
 pub async fn update_project(
     State(app): State<AppState>,
     Path((org, slug)): Path<(String, String)>,
@@ -250,6 +287,10 @@ pub async fn update_project(
         switch("alertOnRegression")?,
         switch("alertOnUnmute")?,
     );
+    let mut limits = app.store.project_limits(p.id).await?;
+    if apply_limits(&body, &mut limits)? {
+        app.store.set_project_limits(p.id, &limits).await?;
+    }
     app.store.set_project_alerts(p.id, a, b, c).await?;
     Ok(Json(project_json(&app, &p).await?))
 }

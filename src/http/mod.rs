@@ -3,17 +3,22 @@
 pub mod api;
 pub mod ingest;
 pub mod lifecycle;
+pub mod serve;
 pub mod sink;
 
+use crate::budget::MemoryBudget;
 use crate::clock::Clock;
 use crate::config::Limits;
 use crate::pipeline::{KeyCache, Pipeline};
+use crate::quota::Quotas;
 use crate::store::Store;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 use tower_http::cors::{Any, CorsLayer};
 
 /// What every handler can reach. Cheap to clone (handles and `Arc`s only).
@@ -22,6 +27,11 @@ pub struct AppState {
     pub store: Store,
     pub pipeline: Pipeline,
     pub keys: KeyCache,
+    /// Bytes all in-flight ingestion requests hold together.
+    pub budget: MemoryBudget,
+    pub quotas: Quotas,
+    /// Background drains of oversized bodies (see `ingest::refuse_oversized`), bounded.
+    pub drains: Arc<Semaphore>,
     pub clock: Clock,
     pub limits: Limits,
     /// Base URL clients use, without a trailing slash (DSNs, permalinks, Link headers).

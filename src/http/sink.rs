@@ -1,8 +1,9 @@
 //! `stackhound bench-sink`: a bare HTTP endpoint that discards envelopes, the ingest ceiling.
 //!
-//! It uses the same HTTP stack as the real server (axum on hyper, HTTP/1.1 keep-alive) but
-//! does no decompression, parsing or storage, so `stackhound stress` against it measures
-//! what the machine can do for HTTP alone with the load generator on the same cores.
+//! It uses the same HTTP stack as the real server (axum on hyper through `http::serve`,
+//! HTTP/1.1 keep-alive) but does no decompression, parsing or storage, so `stackhound stress`
+//! against it measures what the machine can do for HTTP alone with the load generator on the
+//! same cores.
 
 use axum::body::Bytes;
 use axum::http::header::CONTENT_TYPE;
@@ -28,7 +29,14 @@ pub fn router() -> Router {
         .route("/api/{project_id}/store/", post(accept))
 }
 
-/// Serves the sink on `listener` until the process is killed.
+/// Serves the sink on `listener` until the process is killed, on the server's own accept loop
+/// (`http::serve`), so the ceiling is measured on the same stack.
 pub async fn serve(listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    axum::serve(listener, router()).await
+    super::serve::serve(
+        listener,
+        router(),
+        super::serve::ConnLimits::default(),
+        std::future::pending(),
+    )
+    .await
 }

@@ -5,6 +5,8 @@
 //! instead of at the allocator (product section 8, reference section 3). Intermediate layers of
 //! a chained encoding (`Content-Encoding: gzip, br`) are streamed, not materialized, and are
 //! budgeted too, so an inner bomb cannot burn CPU behind an outer layer that emits nothing.
+//! [`reader`] hands out the same chain without the output buffer, so the envelope reader can
+//! keep the items it wants and skip the rest without ever holding the whole decoded body.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -128,16 +130,39 @@ pub fn decode_cow<'a>(
     encodings: &[Encoding],
     limit: usize,
 ) -> Result<Cow<'a, [u8]>, DecodeError> {
-    let real: Vec<Encoding> = encodings
-        .iter()
-        .copied()
-        .filter(|e| *e != Encoding::Identity)
-        .collect();
-    if real.is_empty() || body.is_empty() {
+    if real_encodings(encodings).is_empty() || body.is_empty() {
         if body.len() > limit {
             return Err(DecodeError::TooLarge { limit });
         }
         return Ok(Cow::Borrowed(body));
+    }
+    let mut top = reader(body, encodings, limit)?;
+    let hint = body.len().saturating_mul(4);
+    read_capped(&mut top, limit, hint)
+        .map(Cow::Owned)
+        .map_err(|e| read_error(e, encodings, limit))
+}
+
+/// A decoder over `body`, which had `encodings` applied in order, whose total output is capped
+/// at `limit` bytes: reading past it fails with an `io::Error` that [`read_error`] classifies as
+/// [`DecodeError::TooLarge`].
+///
+/// This is [`decode`] without the output buffer, for callers that look at the decoded bytes
+/// once and keep only some of them (the envelope reader skips items it drops). Data after the
+/// end of a compressed stream is an error once the reader is read to its end. Without a real
+/// coding (or with an empty body) the reader reads `body` itself, and a body over `limit` is
+/// refused here rather than while reading, as [`decode`] refuses it.
+pub fn reader<'a>(
+    body: &'a [u8],
+    encodings: &[Encoding],
+    limit: usize,
+) -> Result<Box<dyn BufRead + 'a>, DecodeError> {
+    let real = real_encodings(encodings);
+    if real.is_empty() || body.is_empty() {
+        if body.len() > limit {
+            return Err(DecodeError::TooLarge { limit });
+        }
+        return Ok(Box::new(body));
     }
     if real.len() > MAX_CHAIN {
         return Err(DecodeError::Unsupported(
@@ -147,43 +172,47 @@ pub fn decode_cow<'a>(
                 .join(", "),
         ));
     }
-
     // Codings were applied left to right, so the last one is the outermost: decode it first.
-    let mut reader: Box<dyn BufRead + 'a> = Box::new(body);
-    let last = real.len() - 1;
-    let mut top: Option<Box<dyn Read + 'a>> = None;
-    for (i, enc) in real.iter().rev().enumerate() {
-        let layer = Labeled {
-            inner: decoder(*enc, reader).map_err(|e| classify(e, *enc, limit))?,
+    // Every layer, the last included, gets the same budget as the final output (so an inner
+    // bomb stops behind an outer layer that emits little) and is buffered so the next decoder,
+    // or the caller, can read it as `BufRead`.
+    let mut layer: Box<dyn BufRead + 'a> = Box::new(body);
+    for enc in real.iter().rev() {
+        let decoded = Labeled {
+            inner: decoder(*enc, layer).map_err(|e| classify(e, *enc, limit))?,
             enc: *enc,
         };
-        if i == last {
-            top = Some(Box::new(layer));
-            break;
-        }
-        // An intermediate layer gets the same budget as the final output, then is buffered so
-        // the next decoder can read it as `BufRead`.
-        reader = Box::new(BufReader::with_capacity(
+        layer = Box::new(BufReader::with_capacity(
             CHUNK,
             Budget {
-                inner: layer,
+                inner: decoded,
                 remaining: limit,
             },
         ));
     }
-    let Some(mut top) = top else {
-        return Ok(Cow::Borrowed(body));
-    };
-    let hint = body.len().saturating_mul(4);
-    read_capped(&mut top, limit, hint)
-        .map(Cow::Owned)
-        .map_err(|e| {
-            classify(
-                e,
-                real.first().copied().unwrap_or(Encoding::Identity),
-                limit,
-            )
-        })
+    Ok(layer)
+}
+
+/// Classifies an `io::Error` that reading from [`reader`] (over the same `encodings` and
+/// `limit`) surfaced, as [`decode`] would have: [`DecodeError::TooLarge`] past the budget,
+/// otherwise [`DecodeError::Corrupt`] naming the layer that failed ("invalid gzip body: …").
+pub fn read_error(e: io::Error, encodings: &[Encoding], limit: usize) -> DecodeError {
+    // An error no layer tagged is attributed to the innermost coding, the one read last.
+    let innermost = encodings
+        .iter()
+        .copied()
+        .find(|e| *e != Encoding::Identity)
+        .unwrap_or(Encoding::Identity);
+    classify(e, innermost, limit)
+}
+
+/// The codings that do something, in the order they were applied.
+fn real_encodings(encodings: &[Encoding]) -> Vec<Encoding> {
+    encodings
+        .iter()
+        .copied()
+        .filter(|e| *e != Encoding::Identity)
+        .collect()
 }
 
 /// Decodes a legacy `/store/` body that came without `Content-Encoding`.
@@ -742,6 +771,81 @@ mod tests {
         assert!(
             matches!(&err, DecodeError::Corrupt(m) if m.starts_with("invalid zstd body: ") && m.contains("memory")),
             "{err:?}"
+        );
+    }
+
+    /// Reads `reader(..)` to the end the way a caller would, classifying failures.
+    fn read_all(body: &[u8], encs: &[Encoding], limit: usize) -> Result<Vec<u8>, DecodeError> {
+        let mut r = reader(body, encs, limit)?;
+        let mut out = Vec::new();
+        r.read_to_end(&mut out)
+            .map_err(|e| read_error(e, encs, limit))?;
+        Ok(out)
+    }
+
+    #[test]
+    fn reader_streams_what_decode_returns() {
+        let data = b"streamed body, line by line\n".repeat(200);
+        for enc in ALL {
+            let body = encode(enc, &data);
+            assert_eq!(
+                read_all(&body, &[enc], data.len()).unwrap(),
+                data,
+                "{enc:?}"
+            );
+            // One byte under: too large, while reading.
+            assert_eq!(
+                read_all(&body, &[enc], data.len() - 1).unwrap_err(),
+                DecodeError::TooLarge {
+                    limit: data.len() - 1
+                },
+                "{enc:?}"
+            );
+            // Truncated, or followed by junk: the same corrupt error as `decode`.
+            let mut junk = body.clone();
+            junk.extend_from_slice(b"junk after the stream");
+            for bad in [&body[..body.len() / 2], &junk[..]] {
+                let err = read_all(bad, &[enc], 1 << 20).unwrap_err();
+                assert_eq!(err, decode(bad, &[enc], 1 << 20).unwrap_err(), "{enc:?}");
+                let want = format!("invalid {} body: ", enc.as_str());
+                assert!(err.to_string().starts_with(&want), "{err}");
+            }
+        }
+        // Without a coding the body is read as is, and one over the limit is refused up front.
+        for encs in [&[][..], &[Encoding::Identity]] {
+            assert_eq!(read_all(&data, encs, data.len()).unwrap(), data);
+            assert!(matches!(
+                reader(&data, encs, data.len() - 1),
+                Err(DecodeError::TooLarge { .. })
+            ));
+        }
+        for enc in ALL {
+            assert_eq!(read_all(b"", &[enc], 0).unwrap(), b"");
+        }
+        // Too long a chain is refused before reading, as `decode` refuses it.
+        let chain = [Encoding::Gzip; 5];
+        assert_eq!(
+            reader(&gzip(b"x"), &chain, 100).err(),
+            decode(&gzip(b"x"), &chain, 100).err()
+        );
+    }
+
+    #[test]
+    fn reader_names_the_layer_that_failed() {
+        let data = b"chained body ".repeat(100);
+        let encs = [Encoding::Gzip, Encoding::Br];
+        assert_eq!(read_all(&br(&gzip(&data)), &encs, 1 << 20).unwrap(), data);
+        // The outer br layer is fine; the gzip inside it is cut short.
+        let inner = gzip(&data);
+        let body = br(&inner[..inner.len() - 4]);
+        let err = read_all(&body, &encs, 1 << 20).unwrap_err();
+        assert!(err.to_string().starts_with("invalid gzip body: "), "{err}");
+        assert_eq!(err, decode(&body, &encs, 1 << 20).unwrap_err());
+        // A bomb inside the chain stops at the budget of its layer.
+        let bomb = br(&gzip(&vec![0u8; 8 << 20]));
+        assert_eq!(
+            read_all(&bomb, &encs, 64 << 10).unwrap_err(),
+            DecodeError::TooLarge { limit: 64 << 10 }
         );
     }
 

@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
+use std::io::{self, BufRead};
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
@@ -255,18 +256,31 @@ pub fn normalize_event_id(s: &str) -> Option<String> {
     Some(hex.iter().map(|c| c.to_ascii_lowercase() as char).collect())
 }
 
-/// Per-item size policy, checked after parsing. Defaults follow Relay and the Sentry docs
-/// (reference section 3.2).
+/// Per-item size policy: the largest payload each item type may have, and the item count.
+/// Defaults follow the Sentry docs and Relay's `Limits` (reference section 3.2); an item is
+/// measured as sent, so compressed replay recordings are measured compressed. [`Limits::max_for`]
+/// maps a type to its limit, and both [`check_limits`] and [`read`] ask it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// `event`, `transaction`, `feedback`, `user_report`, `span`: 1 MiB.
+    /// `event`, `transaction`, `span`, `feedback`, `user_report`, `replay_event`, `statsd`,
+    /// `metric_buckets`: 1 MiB.
     pub max_event: usize,
     /// `check_in`: 100 KiB.
     pub max_check_in: usize,
     /// Each `attachment`: 100 MiB (the documented limit; Relay's newest default is 200 MiB).
     pub max_attachment: usize,
-    /// Everything else (sessions, client reports, logs, profiles, unknown types): 50 MiB, the
-    /// largest documented per-item limit (profiles).
+    /// `profile`, `profile_chunk`: 50 MiB.
+    pub max_profile: usize,
+    /// `replay_recording`, `replay_video`: 10 MiB (Relay's `max_replay_compressed_size`).
+    pub max_replay: usize,
+    /// `session`, `sessions`: 10 MiB (Relay's `max_sessions_size`).
+    pub max_sessions: usize,
+    /// `client_report`: 100 KiB.
+    pub max_client_report: usize,
+    /// `log`: 2 MiB.
+    pub max_log: usize,
+    /// Every other type, unknown ones included: 50 MiB, the largest documented per-item limit
+    /// after attachments.
     pub max_other: usize,
     /// Items per envelope.
     pub max_items: usize,
@@ -274,12 +288,46 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
+        const KIB: usize = 1024;
+        const MIB: usize = 1024 * 1024;
         Limits {
-            max_event: 1024 * 1024,
-            max_check_in: 100 * 1024,
-            max_attachment: 100 * 1024 * 1024,
-            max_other: 50 * 1024 * 1024,
+            max_event: MIB,
+            max_check_in: 100 * KIB,
+            max_attachment: 100 * MIB,
+            max_profile: 50 * MIB,
+            max_replay: 10 * MIB,
+            max_sessions: 10 * MIB,
+            max_client_report: 100 * KIB,
+            max_log: 2 * MIB,
+            max_other: 50 * MIB,
             max_items: 1000,
+        }
+    }
+}
+
+impl Limits {
+    /// The largest payload, in bytes, an item of type `ty` may have.
+    pub fn max_for(&self, ty: &ItemType) -> usize {
+        match ty {
+            ItemType::Event
+            | ItemType::Transaction
+            | ItemType::Span
+            | ItemType::Feedback
+            | ItemType::UserReport => self.max_event,
+            ItemType::CheckIn => self.max_check_in,
+            ItemType::Attachment => self.max_attachment,
+            ItemType::Profile => self.max_profile,
+            ItemType::Session | ItemType::Sessions => self.max_sessions,
+            ItemType::ClientReport => self.max_client_report,
+            ItemType::Log => self.max_log,
+            ItemType::Other(name) => match name.as_str() {
+                // Relay counts replay events against the event size, and statsd and metric
+                // buckets have limits of the same 1 MiB.
+                "replay_event" | "statsd" | "metric_buckets" => self.max_event,
+                "profile_chunk" => self.max_profile,
+                "replay_recording" | "replay_video" => self.max_replay,
+                _ => self.max_other,
+            },
         }
     }
 }
@@ -291,21 +339,318 @@ pub fn check_limits(env: &Envelope, limits: &Limits) -> Result<(), EnvelopeError
         return Err(EnvelopeError::TooManyItems(limits.max_items));
     }
     for item in &env.items {
-        let max = match item.ty {
-            ItemType::Event
-            | ItemType::Transaction
-            | ItemType::Feedback
-            | ItemType::UserReport
-            | ItemType::Span => limits.max_event,
-            ItemType::CheckIn => limits.max_check_in,
-            ItemType::Attachment => limits.max_attachment,
-            _ => limits.max_other,
-        };
-        if item.payload.len() > max {
+        if item.payload.len() > limits.max_for(&item.ty) {
             return Err(EnvelopeError::TooLarge(item.ty.as_str().to_owned()));
         }
     }
     Ok(())
+}
+
+// --- streaming -------------------------------------------------------------------------------
+
+/// An envelope read from a stream by [`read`]: only the items `keep` accepted are held.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamedEnvelope {
+    /// Normalized as in [`Envelope::event_id`].
+    pub event_id: Option<String>,
+    pub dsn: Option<String>,
+    pub sent_at: Option<f64>,
+    /// The raw envelope header JSON (without the newline).
+    pub header: Vec<u8>,
+    /// The kept items, in envelope order.
+    pub items: Vec<OwnedItem>,
+    /// The skipped items, in envelope order.
+    pub dropped: Vec<DroppedItem>,
+}
+
+impl StreamedEnvelope {
+    /// A borrowed view with the kept items only, for code written against [`Envelope`].
+    pub fn as_envelope(&self) -> Envelope<'_> {
+        Envelope {
+            event_id: self.event_id.clone(),
+            dsn: self.dsn.clone(),
+            sent_at: self.sent_at,
+            items: self.items.iter().map(OwnedItem::as_item).collect(),
+            header: &self.header,
+        }
+    }
+}
+
+/// A kept item, copied out of the stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnedItem {
+    pub ty: ItemType,
+    /// The `length` the header declared, if any.
+    pub length: Option<usize>,
+    /// The raw item header JSON (without the newline).
+    pub header: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
+impl OwnedItem {
+    /// The same item as [`parse`] returns it, borrowing from this one.
+    pub fn as_item(&self) -> Item<'_> {
+        Item {
+            ty: self.ty.clone(),
+            length: self.length,
+            payload: &self.payload,
+            header: &self.header,
+        }
+    }
+}
+
+/// An item that was skipped: its type and payload size (for counters and rate-limit categories).
+/// The name of an unknown type is cut to [`MAX_DROPPED_NAME`] bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DroppedItem {
+    pub ty: ItemType,
+    pub bytes: usize,
+}
+
+/// Why [`read`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The envelope itself is malformed or over a limit.
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    /// The source failed (a decoder found corrupt data, or its output passed its budget); the
+    /// caller classifies it, with `compression::read_error` for a `compression::reader`.
+    #[error(transparent)]
+    Source(io::Error),
+}
+
+/// Longest unknown type name a [`DroppedItem`] keeps. Real names are short; without a cap a
+/// client could make the dropped list hold up to a header line per item.
+pub const MAX_DROPPED_NAME: usize = 64;
+
+/// Reads an envelope from `src` item by item, holding only the items `keep` accepts.
+///
+/// The grammar and the errors are those of [`parse`] followed by [`check_limits`], with one
+/// difference: an item over its type's limit is refused as soon as that is known (a declared
+/// `length` over the limit before any of the payload is read, a payload without `length` once
+/// it passes the limit), so `TooLarge` can come where `parse` would have reported an error
+/// further on, or `UnexpectedEof` for a `length` the body cannot hold. Memory is bounded by
+/// what is kept: a kept payload grows as its bytes arrive, never past its type's limit; a
+/// dropped one is consumed from `src`'s own buffer and never copied; header lines are read up
+/// to [`MAX_HEADER_LEN`] bytes. Items past `limits.max_items` are still framed (the envelope
+/// may have an earlier-reported error further on) but not held, then refused as a whole.
+///
+/// On success `src` has been read to its end, so a decoder's check for data after its stream
+/// has run.
+pub fn read(
+    src: &mut dyn BufRead,
+    keep: &dyn Fn(&ItemType) -> bool,
+    limits: &Limits,
+) -> Result<StreamedEnvelope, ReadError> {
+    if fill(src)?.is_empty() {
+        return Err(EnvelopeError::Empty.into());
+    }
+    // One line buffer serves every header; kept items get an exact-size copy.
+    let mut line = Vec::new();
+    read_header_line(src, &mut line)?;
+    let fields = parse_envelope_header(&line)?;
+    let mut env = StreamedEnvelope {
+        event_id: fields.event_id,
+        dsn: fields.dsn,
+        sent_at: fields.sent_at,
+        header: line.clone(),
+        items: Vec::new(),
+        dropped: Vec::new(),
+    };
+
+    let mut count = 0usize;
+    let mut events = 0usize;
+    while !fill(src)?.is_empty() {
+        if count == MAX_ITEMS {
+            return Err(EnvelopeError::TooManyItems(MAX_ITEMS).into());
+        }
+        read_header_line(src, &mut line)?;
+        let ItemHeader { ty, length } = parse_item_header(&line)?;
+        count += 1;
+        let max = limits.max_for(&ty);
+        // Past the policy count the envelope will be refused, so nothing more is held.
+        let counted = count <= limits.max_items;
+        let hold = counted && keep(&ty);
+        let mut payload = Vec::new();
+        let sink = hold.then_some(&mut payload);
+        let bytes = match length {
+            Some(len) => {
+                if len > max {
+                    return Err(too_large(&ty));
+                }
+                copy_exact(src, len, sink)?;
+                end_of_payload(src)?;
+                len
+            }
+            None => copy_line(src, max, &ty, sink)?,
+        };
+        if ty == ItemType::Event {
+            events += 1;
+            if events > 1 {
+                return Err(EnvelopeError::DuplicateEvent.into());
+            }
+        }
+        if hold {
+            env.items.push(OwnedItem {
+                ty,
+                length,
+                header: line.clone(),
+                payload,
+            });
+        } else if counted {
+            env.dropped.push(DroppedItem {
+                ty: short_name(ty),
+                bytes,
+            });
+        }
+    }
+    if count > limits.max_items {
+        return Err(EnvelopeError::TooManyItems(limits.max_items).into());
+    }
+    Ok(env)
+}
+
+/// `fill_buf`, retrying interruptions; a failing source is a [`ReadError::Source`].
+fn fill(src: &mut dyn BufRead) -> Result<&[u8], ReadError> {
+    // Returning the buffer from inside the retry loop is a borrow the checker cannot follow,
+    // so the loop only waits for a successful fill; asking again returns the same buffer.
+    loop {
+        match src.fill_buf() {
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(ReadError::Source(e)),
+        }
+    }
+    src.fill_buf().map_err(ReadError::Source)
+}
+
+/// Reads one header line into `line` (without its `\n`; at EOF, what is left). Like
+/// [`header_line`], a line longer than [`MAX_HEADER_LEN`] is an error, found without copying
+/// more than that; `line` never grows past that either.
+fn read_header_line(src: &mut dyn BufRead, line: &mut Vec<u8>) -> Result<(), ReadError> {
+    line.clear();
+    loop {
+        let buf = fill(src)?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let room = MAX_HEADER_LEN.saturating_sub(line.len());
+        let window = buf.get(..=room).unwrap_or(buf);
+        if let Some(nl) = window.iter().position(|&b| b == b'\n') {
+            append(line, buf.get(..nl).unwrap_or_default(), MAX_HEADER_LEN);
+            src.consume(nl + 1);
+            return Ok(());
+        }
+        if buf.len() > room {
+            return Err(EnvelopeError::HeaderTooLong.into());
+        }
+        let n = buf.len();
+        append(line, buf, MAX_HEADER_LEN);
+        src.consume(n);
+    }
+}
+
+/// Consumes exactly `len` payload bytes, copying them into `sink` when there is one.
+fn copy_exact(
+    src: &mut dyn BufRead,
+    len: usize,
+    mut sink: Option<&mut Vec<u8>>,
+) -> Result<(), ReadError> {
+    let mut got = 0usize;
+    while got < len {
+        let buf = fill(src)?;
+        if buf.is_empty() {
+            return Err(EnvelopeError::UnexpectedEof {
+                declared: len,
+                available: got,
+            }
+            .into());
+        }
+        let take = buf.len().min(len - got);
+        if let Some(out) = sink.as_deref_mut() {
+            append(out, buf.get(..take).unwrap_or_default(), len);
+        }
+        src.consume(take);
+        got += take;
+    }
+    Ok(())
+}
+
+/// After a payload with `length`: a newline (consumed) or the end of the body.
+fn end_of_payload(src: &mut dyn BufRead) -> Result<(), ReadError> {
+    match fill(src)?.first() {
+        None => Ok(()),
+        Some(b'\n') => {
+            src.consume(1);
+            Ok(())
+        }
+        Some(_) => Err(EnvelopeError::MissingNewline.into()),
+    }
+}
+
+/// Consumes a payload without `length` (up to the next `\n`, which is consumed, or the end),
+/// copying it into `sink` when there is one; returns its size. Past `max` bytes it is `ty`'s
+/// `TooLarge`, found without scanning further than that.
+fn copy_line(
+    src: &mut dyn BufRead,
+    max: usize,
+    ty: &ItemType,
+    mut sink: Option<&mut Vec<u8>>,
+) -> Result<usize, ReadError> {
+    let mut n = 0usize;
+    loop {
+        let buf = fill(src)?;
+        if buf.is_empty() {
+            return Ok(n);
+        }
+        let room = max.saturating_sub(n);
+        let window = buf.get(..=room).unwrap_or(buf);
+        let (data, used, done) = match window.iter().position(|&b| b == b'\n') {
+            Some(nl) => (nl, nl + 1, true),
+            None if buf.len() > room => return Err(too_large(ty)),
+            None => (buf.len(), buf.len(), false),
+        };
+        if let Some(out) = sink.as_deref_mut() {
+            append(out, buf.get(..data).unwrap_or_default(), max);
+        }
+        src.consume(used);
+        n += data;
+        if done {
+            return Ok(n);
+        }
+    }
+}
+
+/// Appends `data`, growing `out` geometrically but never past `cap` (which the caller knows
+/// `out` will not outgrow), so a kept payload never reserves more than its limit, nor a header
+/// line more than [`MAX_HEADER_LEN`].
+fn append(out: &mut Vec<u8>, data: &[u8], cap: usize) {
+    let needed = out.len().saturating_add(data.len());
+    if needed > out.capacity() {
+        let target = out.capacity().saturating_mul(2).min(cap).max(needed);
+        out.reserve_exact(target - out.len());
+    }
+    out.extend_from_slice(data);
+}
+
+fn too_large(ty: &ItemType) -> ReadError {
+    EnvelopeError::TooLarge(ty.as_str().to_owned()).into()
+}
+
+/// Cuts an unknown type's name to [`MAX_DROPPED_NAME`] bytes (on a character boundary).
+fn short_name(ty: ItemType) -> ItemType {
+    match ty {
+        ItemType::Other(mut name) if name.len() > MAX_DROPPED_NAME => {
+            let mut end = MAX_DROPPED_NAME;
+            while !name.is_char_boundary(end) {
+                end -= 1;
+            }
+            name.truncate(end);
+            name.shrink_to_fit();
+            ItemType::Other(name)
+        }
+        ty => ty,
+    }
 }
 
 // --- header parsing --------------------------------------------------------------------------
@@ -540,6 +885,7 @@ fn printable(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::protocol::compression;
+    use std::io::BufReader;
     use std::path::PathBuf;
 
     const SPEC_EXAMPLE: &[u8] = b"{\"event_id\":\"9ec79c33ec9942ab8353589fcb2e04dc\",\"dsn\":\"https://e12d836b15bb49d7bbf99e64295d995b:@sentry.io/42\"}\n\
@@ -578,13 +924,14 @@ mod tests {
         assert!(p > start && p < start + SPEC_EXAMPLE.len());
     }
 
-    #[test]
-    fn valid_framings() {
-        struct Case {
-            input: &'static [u8],
-            items: &'static [(&'static str, &'static [u8])],
-        }
-        let cases = [
+    struct Case {
+        input: &'static [u8],
+        items: &'static [(&'static str, &'static [u8])],
+    }
+
+    /// Well-formed framings and the items they hold.
+    fn valid_cases() -> Vec<Case> {
+        vec![
             Case { input: b"{}", items: &[] },
             Case { input: b"{}\n", items: &[] },
             Case { input: b"{\"unknown\":{\"x\":[1,2]}}\n", items: &[] },
@@ -627,8 +974,12 @@ mod tests {
                 input: b"{}\r\n{\"type\":\"event\"}\r\n{}\n",
                 items: &[("event", b"{}")],
             },
-        ];
-        for case in cases {
+        ]
+    }
+
+    #[test]
+    fn valid_framings() {
+        for case in valid_cases() {
             let env = parse(case.input)
                 .unwrap_or_else(|e| panic!("{:?}: {e}", String::from_utf8_lossy(case.input)));
             let got: Vec<(&str, &[u8])> = env
@@ -662,8 +1013,18 @@ mod tests {
         assert_eq!(parse(br#"{"sent_at":12.5}"#).unwrap().sent_at, Some(12.5));
     }
 
-    #[test]
-    fn error_cases() {
+    /// Junk after the optional trailing newline, and trailing garbage in a header line.
+    const JUNK: &[&[u8]] = &[
+        b"{}\n{\"type\":\"event\",\"length\":2}\n{}\n\n",
+        b"{}\n{\"type\":\"event\"}\n{}\n\n",
+        b"{}\n\n",
+        b"{} x\n",
+        b"{}{}\n",
+        b"{\"a\":1\n}",
+    ];
+
+    /// Malformed envelopes and the error `parse` gives for each.
+    fn error_table() -> Vec<(Vec<u8>, EnvelopeError)> {
         use EnvelopeError as E;
         let long_header = [b"{\"a\":\"".as_slice(), &vec![b'x'; MAX_HEADER_LEN], b"\"}"].concat();
         let too_many: Vec<u8> = std::iter::once(&b"{}\n"[..])
@@ -746,7 +1107,17 @@ mod tests {
             (&long_header, E::HeaderTooLong),
             (&too_many, E::TooManyItems(MAX_ITEMS)),
         ];
-        for (input, want) in cases {
+        cases
+            .into_iter()
+            .map(|(input, want)| (input.to_vec(), want))
+            .collect()
+    }
+
+    #[test]
+    fn error_cases() {
+        use EnvelopeError as E;
+        for (input, want) in error_table() {
+            let input = &input[..];
             let got = parse(input).unwrap_err();
             assert_eq!(
                 got,
@@ -756,15 +1127,7 @@ mod tests {
             );
             assert_eq!(got.status(), 400);
         }
-        // Junk after the optional trailing newline, and trailing garbage in a header line.
-        for input in [
-            &b"{}\n{\"type\":\"event\",\"length\":2}\n{}\n\n"[..],
-            b"{}\n{\"type\":\"event\"}\n{}\n\n",
-            b"{}\n\n",
-            b"{} x\n",
-            b"{}{}\n",
-            b"{\"a\":1\n}",
-        ] {
+        for input in JUNK {
             let err = parse(input).unwrap_err();
             assert_eq!(err.status(), 400, "{:?}", String::from_utf8_lossy(input));
             assert!(
@@ -843,6 +1206,71 @@ mod tests {
         );
     }
 
+    #[test]
+    fn limits_per_type() {
+        const KIB: usize = 1024;
+        const MIB: usize = 1024 * 1024;
+        // Type, default limit, and the limit under `small` (a distinct value per field, so the
+        // table also says which field a type is counted against).
+        let table: &[(&str, usize, usize)] = &[
+            ("event", MIB, 1),
+            ("transaction", MIB, 1),
+            ("span", MIB, 1),
+            ("feedback", MIB, 1),
+            ("user_report", MIB, 1),
+            ("replay_event", MIB, 1),
+            ("statsd", MIB, 1),
+            ("metric_buckets", MIB, 1),
+            ("check_in", 100 * KIB, 2),
+            ("attachment", 100 * MIB, 3),
+            ("profile", 50 * MIB, 4),
+            ("profile_chunk", 50 * MIB, 4),
+            ("replay_recording", 10 * MIB, 5),
+            ("replay_video", 10 * MIB, 5),
+            ("session", 10 * MIB, 6),
+            ("sessions", 10 * MIB, 6),
+            ("client_report", 100 * KIB, 7),
+            ("log", 2 * MIB, 8),
+            ("otel_log", 50 * MIB, 9),
+            ("something_new", 50 * MIB, 9),
+        ];
+        let small = Limits {
+            max_event: 1,
+            max_check_in: 2,
+            max_attachment: 3,
+            max_profile: 4,
+            max_replay: 5,
+            max_sessions: 6,
+            max_client_report: 7,
+            max_log: 8,
+            max_other: 9,
+            max_items: 10,
+        };
+        for &(name, default, tight) in table {
+            let ty = ItemType::from_name(name);
+            assert_eq!(Limits::default().max_for(&ty), default, "{name}");
+            assert_eq!(small.max_for(&ty), tight, "{name}");
+            // `check_limits` and `read` draw the line at the same byte, with and without length.
+            for size in [tight, tight + 1] {
+                for with_length in [false, true] {
+                    let header = if with_length {
+                        format!("{{}}\n{{\"type\":\"{name}\",\"length\":{size}}}\n")
+                    } else {
+                        format!("{{}}\n{{\"type\":\"{name}\"}}\n")
+                    };
+                    let input = [header.as_bytes(), &vec![b'x'; size]].concat();
+                    let want = if size > tight {
+                        Err(EnvelopeError::TooLarge(name.to_owned()))
+                    } else {
+                        Ok(())
+                    };
+                    assert_eq!(check_limits(&parse(&input).unwrap(), &small), want);
+                    assert_agrees(&input, &small);
+                }
+            }
+        }
+    }
+
     /// Every captured SDK request decodes with its Content-Encoding and parses to the item
     /// types the capture harness recorded in `index.jsonl`.
     #[test]
@@ -888,6 +1316,10 @@ mod tests {
                         assert_eq!(id.len(), 32);
                     }
                     check_limits(&env, &Limits::default()).unwrap();
+                    // Streamed straight from the request body, the same envelope.
+                    let mut src = compression::reader(&body, &encs, 100 << 20).unwrap();
+                    let streamed = read(&mut *src, &everything, &Limits::default()).unwrap();
+                    assert_eq!(streamed.as_envelope(), env, "{}", dir.display());
                     for item in &env.items {
                         if let Some(len) = item.length {
                             assert_eq!(item.payload.len(), len);
@@ -898,5 +1330,319 @@ mod tests {
             }
         }
         assert!(checked >= 20, "only {checked} captures found");
+    }
+
+    // --- streaming ---------------------------------------------------------------------------
+
+    fn everything(_: &ItemType) -> bool {
+        true
+    }
+
+    fn is_event(ty: &ItemType) -> bool {
+        *ty == ItemType::Event
+    }
+
+    /// What `parse` and then `check_limits` make of `input`.
+    fn reference<'a>(input: &'a [u8], limits: &Limits) -> Result<Envelope<'a>, EnvelopeError> {
+        parse(input).and_then(|env| check_limits(&env, limits).map(|()| env))
+    }
+
+    /// Buffer sizes to read through: tiny ones make every header, payload and newline straddle
+    /// fills.
+    const CAPS: [usize; 5] = [1, 2, 7, 4096, 1 << 20];
+
+    fn stream(
+        input: &[u8],
+        cap: usize,
+        keep: &dyn Fn(&ItemType) -> bool,
+        limits: &Limits,
+    ) -> Result<StreamedEnvelope, ReadError> {
+        read(&mut BufReader::with_capacity(cap, input), keep, limits)
+    }
+
+    /// `read` agrees exactly with `parse` + `check_limits` on `input`, keeping everything or
+    /// only the event, through every buffer size.
+    fn assert_agrees(input: &[u8], limits: &Limits) {
+        let want = reference(input, limits);
+        let show = String::from_utf8_lossy(input.get(..80).unwrap_or(input)).into_owned();
+        let keeps: [&dyn Fn(&ItemType) -> bool; 2] = [&everything, &is_event];
+        for cap in CAPS {
+            for keep in keeps {
+                match (&want, stream(input, cap, keep, limits)) {
+                    (Ok(env), Ok(got)) => {
+                        assert_eq!(got.event_id, env.event_id, "{show}");
+                        assert_eq!(got.dsn, env.dsn, "{show}");
+                        assert_eq!(got.sent_at, env.sent_at, "{show}");
+                        assert_eq!(got.header, env.header, "{show}");
+                        let kept: Vec<Item> =
+                            env.items.iter().filter(|i| keep(&i.ty)).cloned().collect();
+                        assert_eq!(got.as_envelope().items, kept, "{show} (cap {cap})");
+                        let dropped: Vec<DroppedItem> = env
+                            .items
+                            .iter()
+                            .filter(|i| !keep(&i.ty))
+                            .map(|i| DroppedItem {
+                                ty: i.ty.clone(),
+                                bytes: i.payload.len(),
+                            })
+                            .collect();
+                        assert_eq!(got.dropped, dropped, "{show} (cap {cap})");
+                    }
+                    (Err(e), Err(ReadError::Envelope(got))) => {
+                        assert_eq!(&got, e, "{show} (cap {cap})")
+                    }
+                    (want, got) => panic!("{show} (cap {cap}): parse {want:?}, read {got:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn streaming_agrees_with_parse() {
+        let defaults = Limits::default();
+        assert_agrees(SPEC_EXAMPLE, &defaults);
+        assert_agrees(&SPEC_EXAMPLE[..SPEC_EXAMPLE.len() - 1], &defaults);
+        for case in valid_cases() {
+            assert_agrees(case.input, &defaults);
+        }
+        for input in JUNK {
+            assert_agrees(input, &defaults);
+        }
+        for (input, want) in error_table() {
+            if let EnvelopeError::UnexpectedEof { declared, .. } = want {
+                if declared > defaults.max_event {
+                    // The one allowed difference: a declared length over the limit is refused
+                    // before the reader looks for the bytes.
+                    let got = stream(&input, 7, &everything, &defaults).unwrap_err();
+                    assert!(
+                        matches!(&got, ReadError::Envelope(EnvelopeError::TooLarge(t)) if t == "event"),
+                        "{got:?}"
+                    );
+                    continue;
+                }
+            }
+            assert_agrees(&input, &defaults);
+        }
+        // An item header over the cap, with and without a newline after it.
+        let long_item = [b"{}\n{\"type\":\"".as_slice(), &vec![b'x'; MAX_HEADER_LEN]].concat();
+        assert_agrees(&long_item, &defaults);
+        assert_agrees(&[&long_item[..], b"\"}\n{}"].concat(), &defaults);
+        // A header of exactly the cap is fine, at EOF and before a newline.
+        let exact = [
+            b"{\"a\":\"".as_slice(),
+            &vec![b'x'; MAX_HEADER_LEN - 8],
+            b"\"}",
+        ]
+        .concat();
+        assert_eq!(exact.len(), MAX_HEADER_LEN);
+        assert_agrees(&exact, &defaults);
+        assert_agrees(
+            &[&exact[..], b"\n{\"type\":\"event\"}\n{}"].concat(),
+            &defaults,
+        );
+
+        // The policy count: refused when the framing is fine, the framing error when it is not.
+        let tight = Limits {
+            max_items: 1,
+            ..Limits::default()
+        };
+        assert_agrees(SPEC_EXAMPLE, &tight);
+        assert_agrees(
+            b"{}\n{\"type\":\"a\"}\n\n{\"type\":\"b\"}\n\n{\"type\":\"c\",\"length\":9}\n",
+            &tight,
+        );
+        let tiny = Limits {
+            max_attachment: 5,
+            ..Limits::default()
+        };
+        assert_agrees(SPEC_EXAMPLE, &tiny);
+    }
+
+    #[test]
+    fn dropped_items_are_reported_with_their_sizes() {
+        let env = read(&mut &SPEC_EXAMPLE[..], &is_event, &Limits::default()).unwrap();
+        assert_eq!(env.items.len(), 1);
+        assert_eq!(env.items[0].ty, ItemType::Event);
+        assert_eq!(
+            env.items[0].payload,
+            br#"{"message":"hello world","level":"error"}"#
+        );
+        assert_eq!(
+            env.dropped,
+            [DroppedItem {
+                ty: ItemType::Attachment,
+                bytes: 10
+            }]
+        );
+
+        let input = b"{}\n{\"type\":\"session\"}\n{\"s\":1}\n{\"type\":\"event\",\"length\":2}\n{}\n{\"type\":\"replay_video\",\"length\":3}\nabc";
+        let env = read(&mut &input[..], &is_event, &Limits::default()).unwrap();
+        assert_eq!(env.items.len(), 1);
+        let sizes: Vec<(&str, usize)> = env
+            .dropped
+            .iter()
+            .map(|d| (d.ty.as_str(), d.bytes))
+            .collect();
+        assert_eq!(sizes, [("session", 7), ("replay_video", 3)]);
+
+        // An unknown type's name is kept to a few bytes, on a character boundary.
+        let name = format!("{}é{}", "a".repeat(MAX_DROPPED_NAME - 1), "b".repeat(1000));
+        let input = format!("{{}}\n{{\"type\":\"{name}\"}}\nxyz\n");
+        let env = read(&mut input.as_bytes(), &is_event, &Limits::default()).unwrap();
+        assert_eq!(
+            env.dropped,
+            [DroppedItem {
+                ty: ItemType::Other("a".repeat(MAX_DROPPED_NAME - 1)),
+                bytes: 3
+            }]
+        );
+    }
+
+    #[test]
+    fn an_event_over_one_mib_is_too_large() {
+        const MIB: usize = 1 << 20;
+        let defaults = Limits::default();
+        let too_large = |r: Result<StreamedEnvelope, ReadError>| matches!(r, Err(ReadError::Envelope(EnvelopeError::TooLarge(t))) if t == "event");
+        // A declared length over the limit is refused before the payload is looked for.
+        let declared = format!("{{}}\n{{\"type\":\"event\",\"length\":{}}}\n{{}}", MIB + 1);
+        for keep in [
+            &everything as &dyn Fn(&ItemType) -> bool,
+            &|_: &ItemType| false,
+        ] {
+            assert!(too_large(read(&mut declared.as_bytes(), keep, &defaults)));
+        }
+        for with_length in [true, false] {
+            let header = if with_length {
+                format!("{{}}\n{{\"type\":\"event\",\"length\":{MIB}}}\n")
+            } else {
+                "{}\n{\"type\":\"event\"}\n".to_owned()
+            };
+            let exact = [header.as_bytes(), &vec![b'x'; MIB]].concat();
+            for cap in [4096, 1 << 21] {
+                let env = stream(&exact, cap, &everything, &defaults).unwrap();
+                assert_eq!(env.items[0].payload.len(), MIB);
+                // Grown as the bytes came, never reserved past the limit.
+                assert!(env.items[0].payload.capacity() <= MIB);
+            }
+            if !with_length {
+                // Without length the line is measured as it is read, kept or not.
+                let over = [&exact[..], b"x\n"].concat();
+                assert!(too_large(stream(&over, 4096, &everything, &defaults)));
+                assert!(too_large(stream(
+                    &over,
+                    4096,
+                    &|_: &ItemType| false,
+                    &defaults
+                )));
+            }
+        }
+    }
+
+    /// Streams `size` zero bytes into `w` without holding them.
+    fn write_zeros(w: &mut impl std::io::Write, size: usize) {
+        let zeros = vec![0u8; 1 << 20];
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(zeros.len());
+            w.write_all(&zeros[..n]).unwrap();
+            left -= n;
+        }
+    }
+
+    /// The attack: a small gzip body whose attachment inflates to 95 MiB of zeros. Streamed
+    /// with a 100 MiB decode budget, the attachment passes through and only the event is kept
+    /// (the peak memory of this read is measured in `tests/parser_props.rs`).
+    #[test]
+    fn a_zero_attachment_bomb_is_skipped() {
+        use std::io::Write;
+        const SIZE: usize = 95 << 20;
+        for with_length in [true, false] {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            gz.write_all(b"{\"event_id\":\"9ec79c33ec9942ab8353589fcb2e04dc\"}\n")
+                .unwrap();
+            if with_length {
+                writeln!(gz, "{{\"type\":\"attachment\",\"length\":{SIZE}}}").unwrap();
+            } else {
+                gz.write_all(b"{\"type\":\"attachment\"}\n").unwrap();
+            }
+            write_zeros(&mut gz, SIZE);
+            gz.write_all(b"\n{\"type\":\"event\"}\n{\"message\":\"hi\"}\n")
+                .unwrap();
+            let body = gz.finish().unwrap();
+            assert!(body.len() < 200 << 10, "{}", body.len());
+
+            let encs = [compression::Encoding::Gzip];
+            let mut src = compression::reader(&body, &encs, 100 << 20).unwrap();
+            let env = read(&mut *src, &is_event, &Limits::default()).unwrap();
+            assert_eq!(env.items.len(), 1);
+            assert_eq!(env.items[0].ty, ItemType::Event);
+            assert_eq!(env.items[0].payload, br#"{"message":"hi"}"#);
+            assert_eq!(
+                env.dropped,
+                [DroppedItem {
+                    ty: ItemType::Attachment,
+                    bytes: SIZE
+                }]
+            );
+        }
+    }
+
+    #[test]
+    fn source_errors_surface_and_are_classified() {
+        use compression::{DecodeError, Encoding};
+        use std::io::Write;
+        let gzip = |data: &[u8]| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        };
+        let encs = [Encoding::Gzip];
+        let limit = 1 << 20;
+        let through = |body: &[u8], limit: usize| -> Result<StreamedEnvelope, DecodeError> {
+            let mut src = compression::reader(body, &encs, limit)?;
+            read(&mut *src, &everything, &Limits::default()).map_err(|e| match e {
+                ReadError::Source(e) => compression::read_error(e, &encs, limit),
+                ReadError::Envelope(e) => panic!("not a source error: {e}"),
+            })
+        };
+        let body = gzip(SPEC_EXAMPLE);
+        assert_eq!(
+            through(&body, limit).unwrap().as_envelope(),
+            parse(SPEC_EXAMPLE).unwrap()
+        );
+
+        // Truncated, and with data after the end of the stream: both corrupt, named gzip.
+        let truncated = &body[..body.len() / 2];
+        let mut junk = body.clone();
+        junk.extend_from_slice(b"junk");
+        for bad in [truncated, &junk[..]] {
+            let err = through(bad, limit).unwrap_err();
+            assert!(
+                matches!(&err, DecodeError::Corrupt(m) if m.starts_with("invalid gzip body: ")),
+                "{err:?}"
+            );
+            assert_eq!(err, compression::decode(bad, &encs, limit).unwrap_err());
+        }
+        // Past the decode budget: too large, as `decode` says.
+        assert_eq!(
+            through(&body, 100).unwrap_err(),
+            DecodeError::TooLarge { limit: 100 }
+        );
+
+        // Any other failing source is passed through untouched.
+        struct Broken;
+        impl std::io::Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("disk on fire"))
+            }
+        }
+        let mut src = BufReader::new(std::io::Read::chain(
+            &b"{}\n{\"type\":\"event\"}\n{"[..],
+            Broken,
+        ));
+        match read(&mut src, &everything, &Limits::default()) {
+            Err(ReadError::Source(e)) => assert_eq!(e.to_string(), "disk on fire"),
+            other => panic!("{other:?}"),
+        }
     }
 }

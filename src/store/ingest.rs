@@ -113,8 +113,12 @@ impl Writer {
                     tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
                 }
                 Err(e) => {
-                    // The connection may be broken: a fresh one next time.
-                    self.conn = None;
+                    // The connection may be broken, or left inside a transaction that failed
+                    // to commit (a full disk): closed, never handed back to the pool, and a
+                    // fresh one next time.
+                    if let Some(mut conn) = self.conn.take() {
+                        on!(&mut conn, c => c.close_on_drop());
+                    }
                     return Err(e);
                 }
             }

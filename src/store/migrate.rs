@@ -26,6 +26,16 @@ const SQLITE: &[Migration] = &[
         "engine",
         include_str!("../../migrations/sqlite/0003_engine.sql"),
     ),
+    (
+        4,
+        "limits",
+        include_str!("../../migrations/sqlite/0004_limits.sql"),
+    ),
+    (
+        5,
+        "quotas",
+        include_str!("../../migrations/sqlite/0005_quotas.sql"),
+    ),
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -43,6 +53,16 @@ const POSTGRES: &[Migration] = &[
         3,
         "engine",
         include_str!("../../migrations/postgres/0003_engine.sql"),
+    ),
+    (
+        4,
+        "limits",
+        include_str!("../../migrations/postgres/0004_limits.sql"),
+    ),
+    (
+        5,
+        "quotas",
+        include_str!("../../migrations/postgres/0005_quotas.sql"),
     ),
 ];
 

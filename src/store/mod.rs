@@ -25,10 +25,14 @@ pub mod issues;
 pub mod lifecycle;
 pub mod migrate;
 pub mod projects;
+pub mod quotas;
+pub mod retention;
 pub mod tokens;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
 use std::str::FromStr;
 use std::time::Duration;
@@ -54,6 +58,36 @@ impl StoreError {
                 matches!(e.code().as_deref(), Some("40P01" | "40001"))
             }
             _ => false,
+        }
+    }
+}
+
+impl StoreError {
+    /// A failure of the storage rather than of the data: disk full, I/O error, a lock held
+    /// too long, a lost or refused connection, a server shutting down. Every statement would
+    /// fail the same way for now, so a batch is refused as a whole and retried later, instead
+    /// of row by row. Only errors about the data itself (SQLite's constraint, size and type
+    /// errors; PostgreSQL's classes 22 and 23) are not.
+    pub fn is_storage_fault(&self) -> bool {
+        match self {
+            StoreError::Db(sqlx::Error::Database(e)) => {
+                let code = e.code();
+                let code = code.as_deref().unwrap_or("");
+                match e.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
+                    // Primary result codes: 18 too big, 19 constraint, 20 mismatch, 25 range.
+                    Some(_) => {
+                        let primary = code.parse::<i32>().map_or(0, |c| c & 0xff);
+                        !matches!(primary, 18 | 19 | 20 | 25)
+                    }
+                    None => !(code.starts_with("22") || code.starts_with("23")),
+                }
+            }
+            StoreError::Db(sqlx::Error::RowNotFound | sqlx::Error::ColumnNotFound(_)) => false,
+            StoreError::Db(sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_)) => false,
+            StoreError::Db(_) => true,
+            StoreError::UnsupportedUrl(_) | StoreError::Conflict(_) | StoreError::Corrupt(_) => {
+                false
+            }
         }
     }
 }
@@ -94,11 +128,17 @@ impl Backend {
 pub struct StoreOptions {
     /// PostgreSQL: connections per process (writers, people's changes, workers and reads).
     pub pg_pool: u32,
+    /// How long a statement waits for a lock another session holds before it fails (SQLite's
+    /// busy timeout, PostgreSQL's `lock_timeout`); a batch that fails so is answered 503.
+    pub lock_timeout: Duration,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { pg_pool: 10 }
+        StoreOptions {
+            pg_pool: 10,
+            lock_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -107,6 +147,8 @@ impl Default for StoreOptions {
 pub struct Store {
     read: Pool,
     write: Pool,
+    /// What retention learned about projects' count limits between its steps.
+    retention: retention::Memo,
 }
 
 impl<'c> Tx<'c> {
@@ -138,14 +180,18 @@ impl Store {
 
     pub async fn open_with(url: &str, opts: &StoreOptions) -> Result<Store> {
         match Backend::of_url(url) {
-            Some(Backend::Sqlite) => Store::open_sqlite(url).await,
+            Some(Backend::Sqlite) => Store::open_sqlite(url, opts).await,
             Some(Backend::Postgres) => Store::open_postgres(url, opts).await,
             None => Err(StoreError::UnsupportedUrl(crate::config::redact_url(url))),
         }
     }
 
     async fn open_postgres(url: &str, opts: &StoreOptions) -> Result<Store> {
-        let options = PgConnectOptions::from_str(url)?;
+        // A lock held too long (another session, a stuck migration) fails the statement after
+        // this, as SQLite's busy timeout does, instead of stalling every writer forever.
+        let lock_timeout = format!("{}ms", opts.lock_timeout.as_millis().max(1));
+        let options =
+            PgConnectOptions::from_str(url)?.options([("lock_timeout", lock_timeout.as_str())]);
         let pool = PgPoolOptions::new()
             .max_connections(opts.pg_pool.max(2))
             .min_connections(1)
@@ -157,16 +203,21 @@ impl Store {
         Ok(Store {
             read: pool.clone(),
             write: pool,
+            retention: Default::default(),
         })
     }
 
-    async fn open_sqlite(url: &str) -> Result<Store> {
+    async fn open_sqlite(url: &str, opts: &StoreOptions) -> Result<Store> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             // Every event dirties a page of the (random) event-id index and of the issue
             // index: small pages keep those WAL writes small (4 KiB beat 8 and 16 KiB on 60 s
             // runs, while 16 KiB only won on an empty database).
             .page_size(4096)
+            // So the file can shrink after retention deletes events (`retention::vacuum_step`).
+            // It only applies to a database that has no table yet; older files are converted
+            // once below.
+            .auto_vacuum(SqliteAutoVacuum::Incremental)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: with group commit one fsync covers a whole batch, so surviving power loss,
             // not just a killed process, costs almost nothing (performance notes).
@@ -177,7 +228,7 @@ impl Store {
                     SqliteSynchronous::Full
                 },
             )
-            .busy_timeout(Duration::from_secs(10))
+            .busy_timeout(opts.lock_timeout)
             .pragma("cache_size", "-8192")
             // Checkpoints run in the background (`checkpoint`); this large threshold only bounds the
             // WAL should that task fall behind.
@@ -196,6 +247,7 @@ impl Store {
             .max_lifetime(None)
             .connect_with(options.clone())
             .await?;
+        retention::ensure_incremental_vacuum(&write).await?;
         let write = Db::Sqlite(write);
         migrate::apply(&write).await?;
         let read = SqlitePoolOptions::new()
@@ -207,6 +259,7 @@ impl Store {
         Ok(Store {
             read: Db::Sqlite(read),
             write,
+            retention: Default::default(),
         })
     }
 

@@ -1,4 +1,4 @@
-//! Projects and their DSN public keys.
+//! Projects, their DSN public keys, alert switches and limits (quotas, retention).
 
 use super::{Result, Store, StoreError};
 
@@ -24,6 +24,22 @@ fn from_row((id, slug, name, public_key, created_at): Row) -> Project {
 }
 
 const COLUMNS: &str = "id, slug, name, public_key, created_at";
+
+type LimitsRow = (Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+
+/// A project's own limits; `None` is "no limit" for the quotas and "the server's default" for
+/// retention. Stored values are positive (the schema checks it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProjectLimits {
+    /// Events accepted per minute.
+    pub rate_limit_minute: Option<i64>,
+    /// Events accepted per hour.
+    pub rate_limit_hour: Option<i64>,
+    /// Days an event is kept after it was received.
+    pub retention_days: Option<i64>,
+    /// How many of the project's newest events are kept.
+    pub retention_max_events: Option<i64>,
+}
 
 impl Store {
     /// Creates a project; the slug must be new.
@@ -114,5 +130,59 @@ impl Store {
         .execute(p)
         .await.map(|r| r.rows_affected()))?;
         Ok(())
+    }
+
+    /// A project's limits: one primary-key read, cheap enough for every check. A project that
+    /// does not exist has none.
+    pub async fn project_limits(&self, project_id: i64) -> Result<ProjectLimits> {
+        let row: Option<LimitsRow> = on!(&self.read, p => sqlx::query_as(
+            "SELECT rate_limit_minute, rate_limit_hour, retention_days, retention_max_events
+             FROM projects WHERE id = $1",
+        )
+        .bind(project_id)
+        .fetch_optional(p)
+        .await)?;
+        Ok(row
+            .map(|(m, h, d, n)| ProjectLimits {
+                rate_limit_minute: m,
+                rate_limit_hour: h,
+                retention_days: d,
+                retention_max_events: n,
+            })
+            .unwrap_or_default())
+    }
+
+    /// Replaces all four limits of a project (`None` clears one); `Conflict` when a value is
+    /// not positive. Returns whether the project exists.
+    pub async fn set_project_limits(
+        &self,
+        project_id: i64,
+        limits: &ProjectLimits,
+    ) -> Result<bool> {
+        let l = limits;
+        let values = [
+            l.rate_limit_minute,
+            l.rate_limit_hour,
+            l.retention_days,
+            l.retention_max_events,
+        ];
+        if values.iter().flatten().any(|v| *v <= 0) {
+            return Err(StoreError::Conflict(
+                "a limit is a positive number (none: no value)".into(),
+            ));
+        }
+        let n = on!(&self.write, p => sqlx::query(
+            "UPDATE projects SET rate_limit_minute = $1, rate_limit_hour = $2,
+                 retention_days = $3, retention_max_events = $4
+             WHERE id = $5",
+        )
+        .bind(l.rate_limit_minute)
+        .bind(l.rate_limit_hour)
+        .bind(l.retention_days)
+        .bind(l.retention_max_events)
+        .bind(project_id)
+        .execute(p)
+        .await.map(|r| r.rows_affected()))?;
+        Ok(n > 0)
     }
 }

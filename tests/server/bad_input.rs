@@ -186,6 +186,55 @@ fn br_bomb(total: usize) -> Vec<u8> {
     out
 }
 
+#[derive(Clone, Copy)]
+enum Codec {
+    Gzip,
+    Zlib,
+    Zstd,
+    Br,
+}
+
+/// An envelope (one small event, then two attachments of 64 MiB of zeros each, with their
+/// lengths) compressed with `codec`: 128 MiB inflated, over the 100 MiB cap.
+fn envelope_bomb(codec: Codec) -> Vec<u8> {
+    fn write_into<W: Write>(w: &mut W) {
+        w.write_all(b"{}\n{\"type\":\"event\"}\n{\"message\":\"bomb\"}\n")
+            .unwrap();
+        for _ in 0..2 {
+            let size = 64usize << 20;
+            w.write_all(format!("{{\"type\":\"attachment\",\"length\":{size}}}\n").as_bytes())
+                .unwrap();
+            zeros_into(w, size);
+            w.write_all(b"\n").unwrap();
+        }
+    }
+    match codec {
+        Codec::Gzip => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            write_into(&mut e);
+            e.finish().unwrap()
+        }
+        Codec::Zlib => {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            write_into(&mut e);
+            e.finish().unwrap()
+        }
+        Codec::Zstd => {
+            let mut e = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+            write_into(&mut e);
+            e.finish().unwrap()
+        }
+        Codec::Br => {
+            let mut out = Vec::new();
+            {
+                let mut w = brotli::CompressorWriter::new(&mut out, 1 << 16, 1, 22);
+                write_into(&mut w);
+            }
+            out
+        }
+    }
+}
+
 /// `prefix` + 100,000 nested arrays + `suffix`: deeper than any recursive parser can go.
 fn deep(prefix: &str, suffix: &str) -> String {
     format!(
@@ -398,10 +447,12 @@ fn cases(server: &TestServer, other_pid: i64) -> Vec<Case> {
             cat(&[b"{}\n{\"type\":\"event\",\"length\":1.5}\n", ev.as_bytes()]),
             400,
         ),
+        // A declared length over the item's limit is refused as too large before anything
+        // is read (the streaming reader does not wait for bytes it would refuse anyway).
         e(
             "length huge (99999999999)",
             cat(&[b"{}\n{\"type\":\"event\",\"length\":99999999999}\n", ev.as_bytes()]),
-            400,
+            413,
         ),
         e(
             "length above u64",
@@ -417,7 +468,7 @@ fn cases(server: &TestServer, other_pid: i64) -> Vec<Case> {
                 b"{}\n{\"type\":\"event\",\"length\":18446744073709551615}\n",
                 ev.as_bytes(),
             ]),
-            400,
+            413,
         ),
         e(
             "junk after a length-delimited payload",
@@ -577,12 +628,22 @@ fn cases(server: &TestServer, other_pid: i64) -> Vec<Case> {
         e("corrupt zstd", noise(4096, 4), 400).encoding("zstd"),
         e("zstd truncated", zstd_good[..zstd_good.len() / 2].to_vec(), 400).encoding("zstd"),
         e("gzip wrapping garbage", gzip(b"\x00\x01 definitely not an envelope"), 400).encoding("gzip"),
-        e("decompression bomb: 1 GiB of zeros, gzip", gzip_bomb(1 << 30), 413).encoding("gzip"),
-        e("decompression bomb: 1 GiB of zeros, zstd", zstd_bomb(1 << 30), 413).encoding("zstd"),
-        e("decompression bomb: 128 MiB of zeros, deflate", zlib_bomb(128 << 20), 413)
+        // Zeros are no envelope: the reader stops at the first 64 KiB without a newline,
+        // long before the decompression cap.
+        e("1 GiB of zeros, gzip", gzip_bomb(1 << 30), 400).encoding("gzip"),
+        e("1 GiB of zeros, zstd", zstd_bomb(1 << 30), 400).encoding("zstd"),
+        e("128 MiB of zeros, br", br_bomb(128 << 20), 400).encoding("br"),
+        // A well-formed envelope whose attachments inflate past the 100 MiB cap: they stream
+        // through until the cap, then 413.
+        e("decompression bomb: envelope of 2 x 64 MiB attachments, gzip", envelope_bomb(Codec::Gzip), 413)
+            .encoding("gzip"),
+        e("decompression bomb: envelope of 2 x 64 MiB attachments, zstd", envelope_bomb(Codec::Zstd), 413)
+            .encoding("zstd"),
+        e("decompression bomb: envelope of 2 x 64 MiB attachments, deflate", envelope_bomb(Codec::Zlib), 413)
             .encoding("deflate"),
-        e("decompression bomb: 128 MiB of zeros, br", br_bomb(128 << 20), 413).encoding("br"),
-        e("decompression bomb inside a chain: gzip then br", br(&gzip_bomb(128 << 20), 1), 413)
+        e("decompression bomb: envelope of 2 x 64 MiB attachments, br", envelope_bomb(Codec::Br), 413)
+            .encoding("br"),
+        e("decompression bomb inside a chain: gzip then br", br(&envelope_bomb(Codec::Gzip), 1), 413)
             .encoding("gzip, br"),
         e("90 MiB of zeros, gzip (under the cap, no newline)", gzip_bomb(90 << 20), 400)
             .encoding("gzip"),

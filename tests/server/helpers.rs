@@ -19,37 +19,61 @@ pub struct TestServer {
     pub store: Store,
     pub http: reqwest::Client,
     pub clock: Clock,
-    limits: Limits,
-    background: bool,
+    tune: Tune,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     /// The database; declared last, so it is dropped after everything that uses it.
     db: Option<TestDb>,
 }
 
+/// Changes a test makes to the server's settings; kept so that `restart` applies them again.
+pub type Tune = std::sync::Arc<dyn Fn(&mut Settings) + Send + Sync>;
+
 pub async fn spawn(backend: Backend) -> TestServer {
-    spawn_with(backend, Limits::default()).await
+    spawn_tuned(backend, |_| {}).await
 }
 
 pub async fn spawn_with(backend: Backend, limits: Limits) -> TestServer {
-    spawn_full(backend, limits, Clock::System, true).await
+    spawn_tuned(backend, move |s| s.limits = limits.clone()).await
+}
+
+/// A server whose settings `tune` adjusts (limits, timeouts, quotas...).
+pub async fn spawn_tuned(
+    backend: Backend,
+    tune: impl Fn(&mut Settings) + Send + Sync + 'static,
+) -> TestServer {
+    spawn_full(backend, Clock::System, std::sync::Arc::new(tune)).await
 }
 
 /// A server on a manual clock (starting at the current time), periodic workers off: tests move
 /// the clock and run the due steps themselves.
 pub async fn spawn_manual(backend: Backend) -> TestServer {
     let clock = Clock::manual(chrono::Utc::now());
-    spawn_full(backend, Limits::default(), clock, false).await
+    spawn_full(
+        backend,
+        clock,
+        std::sync::Arc::new(|s| s.background = false),
+    )
+    .await
 }
 
-async fn spawn_full(
-    backend: Backend,
-    limits: Limits,
-    clock: Clock,
-    background: bool,
-) -> TestServer {
+async fn spawn_full(backend: Backend, clock: Clock, tune: Tune) -> TestServer {
     let db = TestDb::new(backend).await;
     let store = db.open().await;
+    spawn_store(db, store, clock, tune).await
+}
+
+/// A server over `store` (opened by the test on `db`, e.g. with its own options), with the
+/// default project and a token.
+pub async fn spawn_on(
+    db: TestDb,
+    store: Store,
+    tune: impl Fn(&mut Settings) + Send + Sync + 'static,
+) -> TestServer {
+    spawn_store(db, store, Clock::System, std::sync::Arc::new(tune)).await
+}
+
+async fn spawn_store(db: TestDb, store: Store, clock: Clock, tune: Tune) -> TestServer {
     let project = store
         .create_project("default", "Default", KEY, 0)
         .await
@@ -57,7 +81,7 @@ async fn spawn_full(
     let token = stackhound::cli::create_token(&store, &clock, "test")
         .await
         .unwrap();
-    serve_on(db, store, project.id, token, limits, clock, background).await
+    serve_on(db, store, project.id, token, clock, tune).await
 }
 
 /// A server over a database that already has the project and the token.
@@ -66,21 +90,17 @@ async fn serve_on(
     store: Store,
     project_id: i64,
     token: String,
-    limits: Limits,
     clock: Clock,
-    background: bool,
+    tune: Tune,
 ) -> TestServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let base = format!("http://{addr}");
-    let settings = Settings {
-        public_url: base.clone(),
-        org: "stackhound".into(),
-        limits: limits.clone(),
+    let mut settings = Settings {
         clock: clock.clone(),
-        background,
         ..Settings::new(base.clone())
     };
+    tune(&mut settings);
     let (stop, stopped) = oneshot::channel::<()>();
     let server = app::start(store.clone(), settings);
     let handle = tokio::spawn(server.serve(listener, async {
@@ -94,8 +114,7 @@ async fn serve_on(
         store,
         http: reqwest::Client::new(),
         clock,
-        limits,
-        background,
+        tune,
         stop: Some(stop),
         handle: Some(handle),
         db: Some(db),
@@ -216,9 +235,8 @@ impl TestServer {
             store,
             self.project_id,
             self.token.clone(),
-            self.limits.clone(),
             self.clock.clone(),
-            self.background,
+            self.tune.clone(),
         )
         .await
     }

@@ -12,11 +12,14 @@ mod api;
 mod bad_input;
 mod captures;
 mod concurrency;
+mod connections;
 mod helpers;
+mod hostile;
 mod lifecycle;
 #[path = "../support/receivers.rs"]
 #[allow(dead_code)]
 mod receivers;
+mod retention;
 mod sdk;
 mod sentry_cli;
 mod shutdown;

@@ -139,9 +139,24 @@ impl TestDb {
         }
     }
 
+    /// A SQLite database in `dir` (which the test prepared, e.g. a small file system).
+    pub fn sqlite_in(dir: tempfile::TempDir) -> TestDb {
+        TestDb {
+            url: format!("sqlite://{}", dir.path().join("test.db").display()),
+            backend: Backend::Sqlite,
+            place: Place::Sqlite(dir),
+        }
+    }
+
     /// A `Store` over this database (migrations applied).
     pub async fn open(&self) -> Store {
-        Store::open(&self.url).await.unwrap_or_else(|e| {
+        self.open_with(&stackhound::store::StoreOptions::default())
+            .await
+    }
+
+    /// A `Store` over this database with `opts` (migrations applied).
+    pub async fn open_with(&self, opts: &stackhound::store::StoreOptions) -> Store {
+        Store::open_with(&self.url, opts).await.unwrap_or_else(|e| {
             panic!(
                 "Store::open on {} ({}): {e}",
                 self.backend,
