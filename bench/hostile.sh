@@ -2,7 +2,7 @@
 # Hostile-load benchmark: peak RSS of `stackhound serve` against its ingestion memory budget, and stored events/s under open-loop overload.
 #
 # Usage: bench/hostile.sh [--duration S] [--memory-mib N] [--skip-memory] [--skip-overload]
-#                         [--keep]
+#                         [--honor-retry-after] [--keep]
 # Defaults: 20 s per load phase, a budget of 256 MiB (STACKHOUND_INGEST_MEMORY_MIB).
 # Memory attack, on one server: 16 clients send ~97 KB gzip envelopes whose attachment
 # inflates to 95 MiB of zeros, then 200 clients send 900,000-byte events (uncompressed); RSS
@@ -11,6 +11,9 @@
 # (a fixed schedule, at most 4096 requests outstanding) at 2K, 4K and 12,000 events/s.
 # Stored events/s are the sums of the issue counts the API reports, over the run's time.
 # Every server gets a fresh SQLite file in a temp dir; everything runs on 127.0.0.1 only.
+# --honor-retry-after: in the open loops a connection answered 503/429 sends nothing for its
+# Retry-After, as SDKs hold back (without it every slot is sent: the worst case).
+# Server settings come from the environment (e.g. STACKHOUND_QUEUE_CAPACITY=1024).
 # --keep keeps the temp dir (databases, logs, the generator's JSON reports).
 set -euo pipefail
 
@@ -19,19 +22,21 @@ MEMORY_MIB=256
 SKIP_MEMORY=0
 SKIP_OVERLOAD=0
 KEEP=0
+HONOR=()
 # What the brief of the overload calls for; the open loop's cap on outstanding requests.
 KNEE_CONCURRENCY=256
 OPEN_CONCURRENCY=4096
 FIXED_RATE=12000
 IDLE_AFTER=10
 
-usage() { sed -n '4,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '4,17p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --duration) DURATION=$2; shift 2 ;;
         --memory-mib) MEMORY_MIB=$2; shift 2 ;;
         --skip-memory) SKIP_MEMORY=1; shift ;;
         --skip-overload) SKIP_OVERLOAD=1; shift ;;
+        --honor-retry-after) HONOR=(--honor-retry-after); shift ;;
         --keep) KEEP=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
@@ -265,13 +270,13 @@ print(round(m["stored"] / r["elapsed_s"]) if r["elapsed_s"] else 0)' "$WORK/knee
             rate=$((mult * KNEE))
             start_server "open${mult}k"
             echo "== overload: open loop at ${mult}K = $rate events/s, at most $OPEN_CONCURRENCY outstanding, ${DURATION}s" >&2
-            phase "open${mult}k" --rate "$rate" --concurrency "$OPEN_CONCURRENCY"
+            phase "open${mult}k" --rate "$rate" --concurrency "$OPEN_CONCURRENCY" "${HONOR[@]}"
             stop_server "open${mult}k"
         done
     fi
     start_server fixed
     echo "== overload: open loop at $FIXED_RATE events/s, at most $OPEN_CONCURRENCY outstanding, ${DURATION}s" >&2
-    phase fixed --rate "$FIXED_RATE" --concurrency "$OPEN_CONCURRENCY"
+    phase fixed --rate "$FIXED_RATE" --concurrency "$OPEN_CONCURRENCY" "${HONOR[@]}"
     stop_server fixed
 fi
 

@@ -125,7 +125,7 @@ impl Default for Limits {
         Limits {
             max_body: 20 * 1024 * 1024,
             max_decoded: 100 * 1024 * 1024,
-            queue_capacity: 4096,
+            queue_capacity: 1024,
             max_batch: 1024,
             memory_budget: 256 * 1024 * 1024,
             budget_wait: std::time::Duration::from_millis(500),
@@ -145,8 +145,9 @@ pub struct IngestArgs {
     /// Compressed request body cap in MiB (413 above it).
     #[arg(long, env = "STACKHOUND_MAX_BODY_MIB", default_value_t = 20)]
     pub max_body_mib: usize,
-    /// Events in flight before the server answers 503 (the intake queue).
-    #[arg(long, env = "STACKHOUND_QUEUE_CAPACITY", default_value_t = 4096)]
+    /// Events in flight before the server answers 503 (the intake queue): about 0.1 s of
+    /// work at full speed, so an admitted request waits little and the excess is refused early.
+    #[arg(long, env = "STACKHOUND_QUEUE_CAPACITY", default_value_t = 1024)]
     pub queue_capacity: usize,
     /// Seconds SDKs are told to hold back item categories this server drops (transactions,
     /// spans, sessions, replays, profiles, attachments, ...); 0 tells them nothing.

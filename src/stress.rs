@@ -106,6 +106,11 @@ pub struct StressArgs {
     /// Stop after sending this many events, even before `--duration` is over.
     #[arg(long)]
     pub max_events: Option<u64>,
+    /// Open loop: a connection answered 503/429 with `Retry-After` sends nothing for that long
+    /// (its slots are not sent), as SDK clients hold back when told to; without it every slot
+    /// is sent whatever the server said (the worst case).
+    #[arg(long)]
+    pub honor_retry_after: bool,
     /// Send hostile bodies instead of plain events (the default event becomes a small one).
     #[arg(long, value_enum)]
     pub attack: Option<Attack>,
@@ -701,6 +706,7 @@ struct Shared {
     /// Past this, in-flight requests are abandoned so the run always ends.
     hard_deadline: TokioInstant,
     max_events: Option<u64>,
+    honor_retry_after: bool,
     issued: AtomicU64,
     warned_status: AtomicBool,
     warned_transport: AtomicBool,
@@ -760,8 +766,8 @@ async fn connect(addrs: &[SocketAddr]) -> anyhow::Result<SendRequest<Full<Bytes>
 enum Outcome {
     /// Answered (2xx, or a 4xx/5xx other than back-pressure); the connection is reusable.
     Answered,
-    /// Answered 503 or 429.
-    Overloaded,
+    /// Answered 503 or 429, with the `Retry-After` seconds if it said.
+    Overloaded(Option<u64>),
     /// The request failed in transport: the connection is gone.
     Broken,
     /// The hard deadline passed with the request in flight.
@@ -803,10 +809,15 @@ async fn exchange(
     let exchange = async {
         let resp = sender.send_request(req).await?;
         let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(hyper::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
         // Read to the end even when refused (a few bytes): only then is the connection
         // free for the next request.
         let body = resp.into_body().collect().await?.to_bytes();
-        Ok::<_, hyper::Error>((status, body))
+        Ok::<_, hyper::Error>((status, body, retry_after))
     };
     match tokio::time::timeout_at(shared.hard_deadline, exchange).await {
         Err(_) => {
@@ -820,7 +831,7 @@ async fn exchange(
             });
             Outcome::Broken
         }
-        Ok(Ok((status, body))) => {
+        Ok(Ok((status, body, retry_after))) => {
             let micros = u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX);
             match status {
                 s if s.is_success() => {
@@ -835,7 +846,7 @@ async fn exchange(
                     } else {
                         stats.s429 += 1;
                     }
-                    Outcome::Overloaded
+                    Outcome::Overloaded(retry_after)
                 }
                 s => {
                     if s.is_server_error() {
@@ -902,7 +913,7 @@ async fn worker(shared: Arc<Shared>, seed: u64, endpoint: usize) -> WorkerStats 
             Outcome::Answered => {}
             // Honour Retry-After only briefly: a long sleep would just idle the benchmark,
             // while a short jittered one relieves the server's queue.
-            Outcome::Overloaded => pause(&mut rng).await,
+            Outcome::Overloaded(_) => pause(&mut rng).await,
             Outcome::Broken => conn = None,
             Outcome::TimedOut => break,
         }
@@ -968,7 +979,12 @@ async fn open_worker(
             stats.transport += 1;
         }
         match outcome {
-            Outcome::Answered | Outcome::Overloaded => {}
+            Outcome::Answered => {}
+            Outcome::Overloaded(Some(secs)) if shared.honor_retry_after => {
+                let until = TokioInstant::now() + Duration::from_secs(secs.min(60));
+                tokio::time::sleep_until(until.min(shared.deadline)).await;
+            }
+            Outcome::Overloaded(_) => {}
             Outcome::Broken => conn = None,
             Outcome::TimedOut => break,
         }
@@ -1168,6 +1184,7 @@ pub async fn run_quiet(args: &StressArgs) -> anyhow::Result<Report> {
         deadline,
         hard_deadline: deadline + Duration::from_secs(10),
         max_events: args.max_events,
+        honor_retry_after: args.honor_retry_after,
         issued: AtomicU64::new(0),
         warned_status: AtomicBool::new(false),
         warned_transport: AtomicBool::new(false),
@@ -1633,6 +1650,7 @@ mod tests {
             compress: BodyEncoding::Gzip,
             issues: 5,
             max_events: Some(300),
+            honor_retry_after: false,
             json: false,
             rate: None,
             attack: None,
@@ -1686,6 +1704,7 @@ mod tests {
             compress: BodyEncoding::Identity,
             issues: 2,
             max_events: Some(600),
+            honor_retry_after: false,
             json: false,
             rate: None,
             attack: None,
@@ -1712,6 +1731,7 @@ mod tests {
             compress: BodyEncoding::Gzip,
             issues: 3,
             max_events: None,
+            honor_retry_after: false,
             json: false,
             rate: Some(rate),
             attack: None,
@@ -1812,6 +1832,7 @@ mod tests {
             compress: BodyEncoding::Identity,
             issues: 1,
             max_events: None,
+            honor_retry_after: false,
             json: false,
             rate: None,
             attack: None,

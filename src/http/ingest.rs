@@ -67,18 +67,32 @@ impl From<EnvelopeError> for Reject {
         Reject::new(e.status(), e)
     }
 }
+impl Reject {
+    /// 503 for load: `Retry-After: 1` and an `X-Sentry-Rate-Limits` entry for every category,
+    /// which SDKs honour whatever the status (Python, JavaScript, Rust): they hold back for a
+    /// second instead of sending into a server that would refuse them again.
+    fn overloaded(detail: impl ToString) -> Reject {
+        Reject {
+            rate_limit: Some((
+                1,
+                ratelimit::quota_limit(1, &[], "organization", "overloaded"),
+            )),
+            ..Reject::new(503, detail)
+        }
+    }
+}
 impl From<Exhausted> for Reject {
     fn from(e: Exhausted) -> Reject {
-        Reject::new(503, e)
+        Reject::overloaded(e)
     }
 }
 impl From<IngestError> for Reject {
     fn from(e: IngestError) -> Reject {
-        let status = match e {
-            IngestError::InvalidEvent(_) => 400,
-            IngestError::Overloaded | IngestError::StoreFailed | IngestError::StorageFault => 503,
-        };
-        Reject::new(status, e)
+        match e {
+            IngestError::InvalidEvent(_) => Reject::new(400, e),
+            IngestError::Overloaded => Reject::overloaded(e),
+            IngestError::StoreFailed | IngestError::StorageFault => Reject::new(503, e),
+        }
     }
 }
 impl From<crate::store::StoreError> for Reject {

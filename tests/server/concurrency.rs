@@ -117,6 +117,8 @@ struct Sent {
     id: Option<String>,
     retry_after: bool,
     sentry_error: bool,
+    /// An `X-Sentry-Rate-Limits` entry for every category, 1 s: SDKs hold back.
+    holds_back: bool,
 }
 
 /// Sends `ev` in one of several shapes chosen by `mode`.
@@ -154,6 +156,10 @@ async fn send(client: &reqwest::Client, t: &Target, ev: Ev, mode: usize) -> Sent
     let status = resp.status().as_u16();
     let retry_after = resp.headers().contains_key("retry-after");
     let sentry_error = resp.headers().contains_key("x-sentry-error");
+    let holds_back = resp
+        .headers()
+        .get("x-sentry-rate-limits")
+        .is_some_and(|v| v == "1::organization:overloaded");
     let body: serde_json::Value = resp.json().await.unwrap_or_default();
     if status != 200 {
         assert!(body["detail"].is_string(), "{status}: {body}");
@@ -163,6 +169,7 @@ async fn send(client: &reqwest::Client, t: &Target, ev: Ev, mode: usize) -> Sent
         id: body["id"].as_str().map(str::to_string),
         retry_after,
         sentry_error,
+        holds_back,
     }
 }
 
@@ -290,7 +297,10 @@ async fn a_burst_beyond_a_small_queue_is_answered_200_or_503(backend: Backend) {
                 let r = send(&client, &target, ev, i % 2).await;
                 match r.status {
                     200 => assert_eq!(r.id.as_deref(), Some(ev.id().as_str())),
-                    503 => assert!(r.retry_after && r.sentry_error, "503 without headers"),
+                    503 => assert!(
+                        r.retry_after && r.sentry_error && r.holds_back,
+                        "503 without headers"
+                    ),
                     s => panic!("event {n}: unexpected status {s}"),
                 }
                 (ev, r.status)
