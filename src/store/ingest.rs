@@ -86,6 +86,7 @@ impl Writer {
     /// serialization failure rolls the transaction back and runs it again.
     pub async fn write_batch(&mut self, batch: &[NewEvent]) -> Result<Vec<Stored>> {
         let mut attempt = 0;
+        let mut reconnected = false;
         loop {
             let now_us = self.clock.now().timestamp_micros();
             if self.conn.is_none() {
@@ -104,6 +105,17 @@ impl Writer {
                 Ok((stored, fresh)) => {
                     self.cache.merge(fresh);
                     return Ok(stored);
+                }
+                // A connection held between batches may have died meanwhile (a restarted or
+                // failed-over server, `pg_terminate_backend`): once, the batch runs again on a
+                // fresh one. Safe even if the lost commit had gone through: event ids are
+                // unique, so a re-run stores and counts nothing twice.
+                Err(e) if e.is_connection_lost() && !reconnected => {
+                    reconnected = true;
+                    tracing::debug!(error = %e, "writer connection lost; retrying on a fresh one");
+                    if let Some(mut conn) = self.conn.take() {
+                        on!(&mut conn, c => c.close_on_drop());
+                    }
                 }
                 Err(e) if e.is_retryable() && attempt < MAX_RETRIES => {
                     attempt += 1;

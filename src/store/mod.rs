@@ -63,6 +63,21 @@ impl StoreError {
 }
 
 impl StoreError {
+    /// The connection itself is gone (closed by the server, reset, an administrator's
+    /// termination): a fresh connection can succeed at once.
+    pub fn is_connection_lost(&self) -> bool {
+        match self {
+            StoreError::Db(sqlx::Error::Io(_) | sqlx::Error::Protocol(_)) => true,
+            StoreError::Db(sqlx::Error::Database(e)) => {
+                let code = e.code();
+                let code = code.as_deref().unwrap_or("");
+                // admin_shutdown, crash_shutdown, cannot_connect_now; connection exceptions.
+                matches!(code, "57P01" | "57P02" | "57P03") || code.starts_with("08")
+            }
+            _ => false,
+        }
+    }
+
     /// A failure of the storage rather than of the data: disk full, I/O error, a lock held
     /// too long, a lost or refused connection, a server shutting down. Every statement would
     /// fail the same way for now, so a batch is refused as a whole and retried later, instead

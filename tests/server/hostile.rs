@@ -669,3 +669,47 @@ async fn the_python_sdk_stops_sending_a_category_we_drop(backend: Backend) {
     let _ = KEY;
     server.stop().await;
 }
+
+/// PostgreSQL ends the server's sessions (an administrator's `pg_terminate_backend`, a
+/// failover): a writer that meets its dead connection runs the batch again on a fresh one, so
+/// nothing is refused and nothing restarts. (SQLite has no sessions to lose.)
+#[tokio::test(flavor = "multi_thread")]
+async fn lost_postgres_connections_are_replaced_without_a_restart() {
+    use sqlx::Connection;
+    if !crate::backend::available(Backend::Postgres) {
+        return; // `available` printed why
+    }
+    let db = TestDb::new(Backend::Postgres).await;
+    let url = db.url.clone();
+    let store = db.open().await;
+    let server = spawn_on(db, store, |_| {}).await;
+    let (mut acked, refused) = post_events(&server, 1, 5).await;
+    assert!(!refused);
+
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    let killed: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(!killed.is_empty(), "the server held no session to end");
+    let _ = admin.close().await;
+
+    let (during, refused) = post_events(&server, 100, 10).await;
+    assert!(!refused, "refused while dead connections were replaced");
+    assert_eq!(during.len(), 10);
+    acked.extend(during);
+    let (after, refused) = post_events(&server, 200, 10).await;
+    assert!(
+        !refused,
+        "still refusing after the connections were replaced"
+    );
+    assert_eq!(after.len(), 10);
+    acked.extend(after);
+    let (status, health) = readyz(&server).await;
+    assert_eq!(status, 200, "{health}");
+    assert_stored(&server, &acked).await;
+    server.stop().await;
+}
