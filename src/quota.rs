@@ -100,10 +100,10 @@ impl Quotas {
         let limits = match self.cached_limits(project, now) {
             Some(l) => l,
             None => {
-                let (minute, hour) = store.quota_limits(project).await?;
+                let stored = store.project_limits(project).await?;
                 let l = QuotaLimits {
-                    per_minute: minute.and_then(|n| u64::try_from(n).ok()),
-                    per_hour: hour.and_then(|n| u64::try_from(n).ok()),
+                    per_minute: stored.rate_limit_minute.and_then(|n| u64::try_from(n).ok()),
+                    per_hour: stored.rate_limit_hour.and_then(|n| u64::try_from(n).ok()),
                 };
                 self.set_limits(project, l, now);
                 l

@@ -314,12 +314,10 @@ async fn read_body(
             return Err(BodyError::TooLarge(body));
         }
         if len > held.bytes() {
-            // Undeclared length: reserve in steps, not per frame.
-            let step = (len - held.bytes())
-                .max(64 * 1024)
-                .min(cap - held.bytes().min(cap));
+            // Undeclared length: reserve 64 KiB ahead (up to the cap), not per frame.
+            let target = (len + 64 * 1024).min(cap).max(len);
             app.budget
-                .grow(held, step.max(len - held.bytes()))
+                .grow(held, target - held.bytes())
                 .await
                 .map_err(|e| BodyError::Reject(e.into()))?;
         }

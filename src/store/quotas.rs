@@ -1,4 +1,5 @@
 //! Quota counters shared by processes: per project and fixed window, added to and read back.
+//! (A project's limits themselves are read with its other limits: `Store::project_limits`.)
 
 use super::{Result, Store};
 
@@ -12,15 +13,6 @@ pub struct QuotaUsage {
 }
 
 impl Store {
-    /// A project's event limits per minute and per hour (None: no limit).
-    pub async fn quota_limits(&self, project_id: i64) -> Result<(Option<i64>, Option<i64>)> {
-        let q = "SELECT rate_limit_minute, rate_limit_hour FROM projects WHERE id = $1";
-        let row: Option<(Option<i64>, Option<i64>)> = on!(&self.read, p => {
-            sqlx::query_as(q).bind(project_id).fetch_optional(p).await?
-        });
-        Ok(row.unwrap_or((None, None)))
-    }
-
     /// Adds each usage to its window and returns the windows' totals, in order; deletes
     /// windows that started before `forget_before` (unix seconds). One short transaction.
     pub async fn add_quota_usage(

@@ -150,36 +150,26 @@ impl Store {
             return Ok(0);
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let n = match &self.write {
-            Db::Sqlite(p) => sqlx::query(
-                "DELETE FROM events WHERE id IN (
-                     SELECT id FROM events WHERE project_id = $1 ORDER BY id LIMIT $2)
-                 AND (id <= $3 OR received < $4)",
-            )
-            .bind(policy.project_id)
-            .bind(limit)
-            .bind(beyond)
-            .bind(policy.cutoff_us)
-            .execute(p)
-            .await?
-            .rows_affected(),
-            // Several processes may run retention at once: each takes the rows no other holds
-            // (SKIP LOCKED) instead of waiting for them, and no two wait for each other. Only
-            // event rows are locked, and ingestion never locks an existing event.
-            Db::Postgres(p) => sqlx::query(
-                "DELETE FROM events WHERE id IN (
-                     SELECT id FROM events WHERE project_id = $1 ORDER BY id LIMIT $2
-                     FOR UPDATE SKIP LOCKED)
-                 AND (id <= $3 OR received < $4)",
-            )
-            .bind(policy.project_id)
-            .bind(limit)
-            .bind(beyond)
-            .bind(policy.cutoff_us)
-            .execute(p)
-            .await?
-            .rows_affected(),
+        // Several processes may run retention at once: on PostgreSQL each takes the rows no
+        // other holds (SKIP LOCKED) instead of waiting for them, and no two wait for each other.
+        // Only event rows are locked, and ingestion never locks an existing event.
+        let skip_locked = match &self.write {
+            Db::Sqlite(_) => "",
+            Db::Postgres(_) => "FOR UPDATE SKIP LOCKED",
         };
+        let delete = format!(
+            "DELETE FROM events WHERE id IN (
+                 SELECT id FROM events WHERE project_id = $1 ORDER BY id LIMIT $2 {skip_locked})
+             AND (id <= $3 OR received < $4)"
+        );
+        let n = on!(&self.write, p => sqlx::query(&delete)
+            .bind(policy.project_id)
+            .bind(limit)
+            .bind(beyond)
+            .bind(policy.cutoff_us)
+            .execute(p)
+            .await?
+            .rows_affected());
         Ok(n as usize)
     }
 
