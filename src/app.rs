@@ -7,6 +7,7 @@ use crate::clock::Clock;
 use crate::config::Limits;
 use crate::http;
 use crate::pipeline::{KeyCache, Pipeline};
+use crate::project_grouping::GroupingCache;
 use crate::quota::Quotas;
 use crate::store::retention::{RetentionDefaults, STEP_ROWS};
 use crate::store::{Backend, Store};
@@ -38,6 +39,9 @@ pub struct Settings {
     pub retention: RetentionDefaults,
     /// Connection cap and timeouts of the HTTP server.
     pub conn: crate::http::serve::ConnLimits,
+    /// How long a project hashes with its previous grouping configuration too, after an
+    /// upgrade of the scheme or a change of its rules.
+    pub grouping_transition: std::time::Duration,
 }
 
 impl Settings {
@@ -54,6 +58,7 @@ impl Settings {
             alert_lease: std::time::Duration::from_secs(120),
             retention: RetentionDefaults::default(),
             conn: crate::http::serve::ConnLimits::default(),
+            grouping_transition: std::time::Duration::from_secs(30 * 86_400),
         }
     }
 }
@@ -84,6 +89,11 @@ pub fn start(store: Store, settings: Settings) -> Server {
     );
     let state = AppState {
         keys: KeyCache::new(store.clone(), settings.clock.clone()),
+        grouping: GroupingCache::new(
+            store.clone(),
+            settings.clock.clone(),
+            settings.grouping_transition,
+        ),
         budget: MemoryBudget::new(settings.limits.memory_budget, settings.limits.budget_wait),
         quotas: Quotas::default(),
         drains: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_DRAINS)),

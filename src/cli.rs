@@ -36,6 +36,15 @@ pub enum Command {
         conn: ConnArgs,
         #[command(flatten)]
         retention: crate::config::RetentionArgs,
+        /// Days a project keeps hashing with its previous grouping configuration too, after
+        /// the grouping scheme was upgraded or its rules changed, so events keep finding the
+        /// issues they used to join (see README, Grouping).
+        #[arg(
+            long,
+            env = "STACKHOUND_GROUPING_TRANSITION_DAYS",
+            default_value_t = 30
+        )]
+        grouping_transition_days: u32,
     },
     /// Manage projects.
     #[command(subcommand)]
@@ -225,6 +234,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             ingest,
             conn,
             retention,
+            grouping_transition_days,
         } => {
             let store = open_store(&common).await.with_context(|| {
                 format!(
@@ -261,6 +271,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 alert_lease: std::time::Duration::from_secs(common.alert_lease_secs),
                 retention: retention.defaults(),
                 conn: (&conn).into(),
+                grouping_transition: std::time::Duration::from_secs(
+                    u64::from(grouping_transition_days) * 86_400,
+                ),
             };
             app::serve(listener, store, settings, shutdown_signal()).await?;
             tracing::info!("stopped");

@@ -18,8 +18,13 @@ pub struct IssueSeed {
 pub struct NewEvent {
     pub project_id: i64,
     pub event_id: [u8; 16],
-    /// Grouping hashes in priority order (at least one).
+    /// Grouping hashes in priority order (at least one): an event joins the issue of the first
+    /// one linked, and the others are linked to that issue.
     pub hashes: Vec<String>,
+    /// During a grouping transition, the hashes of the project's previous configuration: looked
+    /// up (when no primary hash is linked) to find the issue, never linked.
+    pub secondary_hashes: Vec<String>,
+    /// The scheme of `hashes`, stored with their links.
     pub grouping_version: &'static str,
     pub seed: IssueSeed,
     pub timestamp_us: i64,
@@ -48,7 +53,10 @@ impl NewEvent {
             .iter()
             .map(|s| s.as_ref().map_or(0, |s| s.len()))
             .sum::<usize>();
-        let hashes = self.hashes.iter().map(|h| h.len() + 24).sum::<usize>();
+        let hashes = (self.hashes.iter())
+            .chain(&self.secondary_hashes)
+            .map(|h| h.len() + 24)
+            .sum::<usize>();
         std::mem::size_of::<NewEvent>()
             + self.payload.bytes.capacity()
             + strings

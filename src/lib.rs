@@ -47,6 +47,7 @@ pub mod issue;
 pub mod normalize;
 pub mod payload;
 pub mod pipeline;
+pub mod project_grouping;
 pub mod protocol;
 pub mod quota;
 pub mod store;

@@ -1,6 +1,6 @@
 //! The issue-facing summary of an event: type, title, culprit, tags and metadata (reference 6.7).
 
-use crate::grouping::crash_frame;
+use crate::grouping::{crash_frame, main_exception};
 use crate::protocol::event::{Event, Exception, Level};
 use serde_json::{Map, Value};
 
@@ -45,7 +45,8 @@ const CULPRIT_MAX: usize = 200;
 /// Derives the issue-facing fields of `event`; `received` (unix seconds) stands in for a missing
 /// timestamp.
 pub fn summarize(event: &Event<'_>, received: f64) -> Summary {
-    let main_exc = event.exception.0.last();
+    // The last exception, or the one exception an exception group is about (not its wrapper).
+    let main_exc = main_exception(event);
     let frame = crash_frame(event);
     let log_text = event.log_entry().text();
     let main_value = main_exc.and_then(|e| e.value.non_empty());

@@ -15,9 +15,9 @@
 
 use crate::clock::Clock;
 use crate::event::{IssueSeed, NewEvent, Stored};
-use crate::grouping;
 use crate::normalize;
 use crate::payload::StoredPayload;
+use crate::project_grouping::ProjectGrouping;
 use crate::protocol::event;
 use crate::store::ingest::Writer;
 use crate::store::Store;
@@ -53,6 +53,7 @@ pub struct Prepared {
 /// drift of the client when it is off by more than a minute.
 pub fn prepare(
     project_id: i64,
+    grouping: &ProjectGrouping,
     header_event_id: Option<&str>,
     json: &[u8],
     payload: impl FnOnce() -> StoredPayload,
@@ -62,6 +63,7 @@ pub fn prepare(
     match event::parse(json) {
         Ok(ev) => Ok(prepare_parsed(
             project_id,
+            grouping,
             header_event_id,
             &ev,
             payload,
@@ -78,6 +80,7 @@ pub fn prepare(
             let stored = || StoredPayload::compress(&repaired);
             Ok(prepare_parsed(
                 project_id,
+                grouping,
                 header_event_id,
                 &ev,
                 stored,
@@ -90,6 +93,7 @@ pub fn prepare(
 
 fn prepare_parsed(
     project_id: i64,
+    grouping: &ProjectGrouping,
     header_event_id: Option<&str>,
     ev: &event::Event<'_>,
     payload: impl FnOnce() -> StoredPayload,
@@ -101,7 +105,7 @@ fn prepare_parsed(
         .or_else(|| ev.event_id.as_deref().and_then(parse_event_id))
         .unwrap_or_else(|| *uuid::Uuid::new_v4().as_bytes());
     let summary = normalize::summarize(ev, received);
-    let hashes = grouping::hashes(ev);
+    let hashes = grouping.hash(ev, (received * 1e6) as i64);
     let drift = sent_at.map(|s| received - s).filter(|d| d.abs() > 60.0);
     let timestamp = summary.timestamp + drift.unwrap_or(0.0);
     let seed = IssueSeed {
@@ -117,8 +121,9 @@ fn prepare_parsed(
         event: NewEvent {
             project_id,
             event_id: id,
-            hashes,
-            grouping_version: grouping::GROUPING_VERSION,
+            hashes: hashes.primary,
+            secondary_hashes: hashes.secondary,
+            grouping_version: hashes.scheme,
             seed,
             timestamp_us: (timestamp * 1e6) as i64,
             received_us: (received * 1e6) as i64,
@@ -598,6 +603,7 @@ mod tests {
             br#"{"event_id":"00000000000000000000000000000001","message":"m","timestamp":1000.0}"#;
         let p = prepare(
             1,
+            &ProjectGrouping::default(),
             Some("00000000000000000000000000000002"),
             json,
             || StoredPayload::compress(json),
@@ -611,7 +617,16 @@ mod tests {
 
     #[test]
     fn missing_ids_are_generated() {
-        let p = prepare(1, None, b"{}", || StoredPayload::compress(b"{}"), 1.0, None).unwrap();
+        let p = prepare(
+            1,
+            &ProjectGrouping::default(),
+            None,
+            b"{}",
+            || StoredPayload::compress(b"{}"),
+            1.0,
+            None,
+        )
+        .unwrap();
         assert_eq!(p.event_id_hex.len(), 32);
         assert!(!p.event.hashes.is_empty());
     }

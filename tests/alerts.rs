@@ -144,6 +144,7 @@ async fn ingest(store: &Store, clock: &Clock, project_id: i64, ty: &str, value: 
     let bytes = event.as_bytes();
     let prepared = stackhound::pipeline::prepare(
         project_id,
+        &Default::default(),
         None,
         bytes,
         || StoredPayload::compress(bytes),

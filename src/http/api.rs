@@ -153,18 +153,30 @@ pub async fn list_issues(
 }
 
 /// A numeric issue id, or a short id like `DEFAULT-3`.
+///
+/// The id of an issue merged into another (`{"merge": 1}`) finds the issue it was merged into,
+/// through any chain of merges: every route under `/api/0/issues/{id}/` (and the org variant)
+/// answers the target itself, 200 with its JSON, events and history, never a redirect (a
+/// redirected `PUT` turns into a `GET` in many clients). The answer's `id` tells the caller.
 pub async fn find_issue(app: &AppState, id: &str) -> ApiResult<Issue> {
-    if let Ok(n) = id.parse::<i64>() {
-        return app.store.issue(n).await?.ok_or_else(|| not_found("issue"));
-    }
-    let (slug, number) = issue::parse_short_id(id).ok_or_else(|| not_found("issue"))?;
-    let project = app
-        .store
-        .project_by_slug(&slug)
-        .await?
-        .ok_or_else(|| not_found("issue"))?;
+    let n = match id.parse::<i64>() {
+        Ok(n) => n,
+        Err(_) => {
+            let (slug, number) = issue::parse_short_id(id).ok_or_else(|| not_found("issue"))?;
+            let project = app
+                .store
+                .project_by_slug(&slug)
+                .await?
+                .ok_or_else(|| not_found("issue"))?;
+            app.store
+                .issue_by_number(project.id, number)
+                .await?
+                .ok_or_else(|| not_found("issue"))?
+                .id
+        }
+    };
     app.store
-        .issue_by_number(project.id, number)
+        .issue_following_merges(n)
         .await?
         .ok_or_else(|| not_found("issue"))
 }

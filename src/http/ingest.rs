@@ -437,8 +437,10 @@ async fn ingest_envelope(
         && encodings.len() == 1
         && encodings[0] != Encoding::Identity
         && raw.len() <= MAX_RAW_BODY;
+    let grouping = app.grouping.of(pid).await?;
     let prepared = pipeline::prepare(
         pid,
+        &grouping,
         env.event_id.as_deref(),
         &event.payload,
         || {
@@ -505,8 +507,10 @@ async fn ingest_store(
     };
     drop(raw);
     let received = app.clock.now_secs();
+    let grouping = app.grouping.of(pid).await?;
     let prepared = pipeline::prepare(
         pid,
+        &grouping,
         None,
         &json,
         || StoredPayload::compress(&json),

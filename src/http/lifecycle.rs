@@ -14,11 +14,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-fn bad_request(detail: impl ToString) -> ApiError {
+pub fn bad_request(detail: impl ToString) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, detail.to_string())
 }
 
-fn body_json(body: &[u8]) -> ApiResult<Value> {
+pub fn body_json(body: &[u8]) -> ApiResult<Value> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
     }
@@ -91,7 +91,7 @@ pub async fn update_org_issue(
     update_issue(State(app), Path(id), headers, body).await
 }
 
-async fn project_of(app: &AppState, org: &str, slug: &str) -> ApiResult<Project> {
+pub async fn project_of(app: &AppState, org: &str, slug: &str) -> ApiResult<Project> {
     if org != app.org {
         return Err(not_found("organization"));
     }
@@ -101,9 +101,71 @@ async fn project_of(app: &AppState, org: &str, slug: &str) -> ApiResult<Project>
         .ok_or_else(|| not_found("project"))
 }
 
+/// Whether the body asks for a merge: `"merge"` true, or a number or string other than 0.
+fn merge_requested(body: &Value) -> ApiResult<bool> {
+    match body.get("merge") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::Number(n)) => Ok(n.as_f64() != Some(0.0)),
+        Some(Value::String(s)) => match s.as_str() {
+            "1" | "true" => Ok(true),
+            "0" | "false" | "" => Ok(false),
+            _ => Err(bad_request("'merge' must be 1 or true")),
+        },
+        Some(_) => Err(bad_request("'merge' must be 1 or true")),
+    }
+}
+
+/// The `?id=` values as issue ids.
+fn issue_ids_of(uri: &Uri) -> ApiResult<Vec<i64>> {
+    query_values(uri, "id")
+        .iter()
+        .map(|v| {
+            v.parse()
+                .map_err(|_| bad_request(format!("invalid issue id '{v}'")))
+        })
+        .collect()
+}
+
+/// `{"merge": 1}` on the bulk route: the `?id=` issues (at least two, of this project, none
+/// merged already; `?status=` plays no part) become one, the one with the most events
+/// (`store::merge`). Answers Sentry's `{"merge": {"parent": "<id>", "children": [...]}}`.
+/// Sentry ignores the other fields of a merge request; we refuse a merge sent with a status
+/// change instead (400), since it is unclear which issues the change should reach, and
+/// ignore the rest.
+async fn merge(
+    app: &AppState,
+    project: &Project,
+    uri: &Uri,
+    body: &Value,
+    token: i64,
+) -> ApiResult<Response> {
+    if ["status", "statusDetails"]
+        .iter()
+        .any(|k| body.get(*k).is_some_and(|v| !v.is_null()))
+    {
+        return Err(bad_request(
+            "a merge cannot carry a status change: send the merge and the change as two requests",
+        ));
+    }
+    let ids = issue_ids_of(uri)?;
+    let now = app.clock.now().timestamp_micros();
+    let merged = app
+        .store
+        .merge_issues(project.id, &ids, Actor::Token(token), now)
+        .await?
+        .map_err(bad_request)?;
+    let children: Vec<String> = merged.children.iter().map(i64::to_string).collect();
+    Ok(
+        Json(json!({"merge": {"parent": merged.parent.to_string(), "children": children}}))
+            .into_response(),
+    )
+}
+
 /// `PUT /api/0/projects/{org}/{project}/issues/?id=..&id=..` (or `?status=`, or nothing for
 /// all): answers the applied change like Sentry, 204 when no issue matched, 400 when every
-/// matched issue refused.
+/// matched issue refused. A merged issue's id stands for the issue it was merged into. With
+/// `{"merge": 1}` in the body, merges the issues instead (`merge`).
 pub async fn bulk_update(
     State(app): State<AppState>,
     Path((org, slug)): Path<(String, String)>,
@@ -114,14 +176,11 @@ pub async fn bulk_update(
     let token = authenticate(&app, &headers).await?;
     let project = project_of(&app, &org, &slug).await?;
     let body = body_json(&body)?;
+    if merge_requested(&body)? {
+        return merge(&app, &project, &uri, &body, token).await;
+    }
     let update = parse_update(&body, app.clock.now()).map_err(bad_request)?;
-    let ids: Vec<i64> = query_values(&uri, "id")
-        .iter()
-        .map(|v| {
-            v.parse()
-                .map_err(|_| bad_request(format!("invalid issue id '{v}'")))
-        })
-        .collect::<ApiResult<_>>()?;
+    let ids = issue_ids_of(&uri)?;
     let status = query_values(&uri, "status")
         .into_iter()
         .next()
@@ -138,9 +197,16 @@ pub async fn bulk_update(
     } else {
         // Ids outside the project are left alone, as Sentry does.
         let in_project = app.store.issue_ids(project.id, status).await?;
-        ids.into_iter()
-            .filter(|id| in_project.contains(id))
-            .collect()
+        let mut targets = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(issue) = app.store.issue_following_merges(id).await? else {
+                continue;
+            };
+            if in_project.contains(&issue.id) && !targets.contains(&issue.id) {
+                targets.push(issue.id);
+            }
+        }
+        targets
     };
     if targets.is_empty() {
         return Ok(StatusCode::NO_CONTENT.into_response());
@@ -173,17 +239,23 @@ pub async fn bulk_update(
     Ok(Json(answer).into_response())
 }
 
-/// One history row in the API's shape.
+/// One history row in the API's shape: `data` holds the reason and what the row stored (a
+/// merge's `parent` and `children`).
 pub fn activity_json(a: &crate::issue::model::Activity) -> Value {
     let user = a
         .actor
         .strip_prefix("token:")
         .map(|id| json!({"id": id, "type": "token"}))
         .unwrap_or(Value::Null);
+    let mut data = match serde_json::from_str::<Value>(&a.data) {
+        Ok(Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    data.insert("reason".into(), json!(a.reason));
     json!({
         "id": a.id.to_string(),
         "type": a.kind,
-        "data": {"reason": a.reason},
+        "data": data,
         "reason": a.reason,
         "actor": a.actor,
         "user": user,
@@ -206,7 +278,8 @@ pub async fn activities(
 async fn project_json(app: &AppState, p: &Project) -> ApiResult<Value> {
     let (new_issue, regression, unmute) = app.store.project_alerts(p.id).await?;
     let limits = app.store.project_limits(p.id).await?;
-    Ok(json!({
+    let grouping = app.store.grouping_settings(p.id).await?.unwrap_or_default();
+    let mut project = json!({
         "id": p.id.to_string(),
         "slug": p.slug,
         "name": p.name,
@@ -219,7 +292,11 @@ async fn project_json(app: &AppState, p: &Project) -> ApiResult<Value> {
         "rateLimitPerHour": limits.rate_limit_hour,
         "retentionDays": limits.retention_days,
         "retentionMaxEvents": limits.retention_max_events,
-    }))
+    });
+    if let Value::Object(m) = &mut project {
+        m.extend(super::grouping::settings_json(&grouping));
+    }
+    Ok(project)
 }
 
 /// `GET /api/0/projects/{org}/{project}/`.
@@ -263,8 +340,10 @@ fn apply_limits(body: &Value, limits: &mut ProjectLimits) -> ApiResult<bool> {
 }
 
 /// `PUT /api/0/projects/{org}/{project}/` with `alertOnNewIssue`, `alertOnRegression`,
-/// `alertOnUnmute` (booleans) and the limits `rateLimitPerMinute`, `rateLimitPerHour`,
-/// `retentionDays`, `retentionMaxEvents` (integers, null clears); absent ones stay as they
+/// `alertOnUnmute` (booleans), the limits `rateLimitPerMinute`, `rateLimitPerHour`,
+/// `retentionDays`, `retentionMaxEvents` (integers, null clears) and the grouping settings
+/// `groupingConfig`, `fingerprintingRules`, `groupingEnhancements`, `secondaryGroupingConfig`,
+/// `secondaryGroupingExpiry` (see `http::grouping::apply_settings`); absent ones stay as they
 /// are. The body is checked whole before anything is stored.
 pub async fn update_project(
     State(app): State<AppState>,
@@ -288,8 +367,17 @@ pub async fn update_project(
         switch("alertOnUnmute")?,
     );
     let mut limits = app.store.project_limits(p.id).await?;
-    if apply_limits(&body, &mut limits)? {
+    let named_limits = apply_limits(&body, &mut limits)?;
+    let current = app.store.grouping_settings(p.id).await?.unwrap_or_default();
+    let now = app.clock.now().timestamp_micros();
+    let grouping =
+        super::grouping::apply_settings(&body, &current, now, app.grouping.transition_us())?;
+    if named_limits {
         app.store.set_project_limits(p.id, &limits).await?;
+    }
+    if let Some(grouping) = grouping {
+        app.store.set_grouping_settings(p.id, &grouping).await?;
+        app.grouping.forget(p.id);
     }
     app.store.set_project_alerts(p.id, a, b, c).await?;
     Ok(Json(project_json(&app, &p).await?))

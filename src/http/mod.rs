@@ -1,6 +1,7 @@
 //! The only module that knows axum: routes, extractors, and error-to-response mapping.
 
 pub mod api;
+pub mod grouping;
 pub mod ingest;
 pub mod lifecycle;
 pub mod serve;
@@ -10,6 +11,7 @@ use crate::budget::MemoryBudget;
 use crate::clock::Clock;
 use crate::config::Limits;
 use crate::pipeline::{KeyCache, Pipeline};
+use crate::project_grouping::GroupingCache;
 use crate::quota::Quotas;
 use crate::store::Store;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
@@ -27,6 +29,8 @@ pub struct AppState {
     pub store: Store,
     pub pipeline: Pipeline,
     pub keys: KeyCache,
+    /// Each project's grouping configuration (and transition), parsed.
+    pub grouping: GroupingCache,
     /// Bytes all in-flight ingestion requests hold together.
     pub budget: MemoryBudget,
     pub quotas: Quotas,
@@ -90,6 +94,16 @@ pub fn router(state: AppState) -> Router {
         get(api::org_issue_detail).put(lifecycle::update_org_issue),
     );
     let api = with_slash(api, "/api/0/issues/{issue}/events", get(api::issue_events));
+    let api = with_slash(
+        api,
+        "/api/0/issues/{issue}/hashes",
+        get(grouping::issue_hashes),
+    );
+    let api = with_slash(
+        api,
+        "/api/0/projects/{org}/{project}/events/{event}/grouping-info",
+        get(grouping::grouping_info),
+    );
     let api = with_slash(
         api,
         "/api/0/issues/{issue}/events/{event}",

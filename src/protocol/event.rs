@@ -60,6 +60,19 @@ pub struct Event<'a> {
     pub checksum: LStr<'a>,
     #[serde(borrow, rename = "type")]
     pub ty: LStr<'a>,
+    /// The SDK that sent the event (`sdk.name` is matched by fingerprinting rules).
+    #[serde(borrow)]
+    pub sdk: LObj<ClientSdk<'a>>,
+}
+
+/// `sdk`: who sent the event.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct ClientSdk<'a> {
+    #[serde(borrow)]
+    pub name: LStr<'a>,
+    #[serde(borrow)]
+    pub version: LStr<'a>,
 }
 
 impl<'a> Event<'a> {
@@ -199,6 +212,9 @@ pub struct Exception<'a> {
     pub mechanism: LObj<Mechanism<'a>>,
     #[serde(borrow)]
     pub stacktrace: LObj<Stacktrace<'a>>,
+    /// The `id` of the thread that raised it (native and mobile SDKs), a number or a string.
+    #[serde(borrow)]
+    pub thread_id: LStr<'a>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -234,6 +250,9 @@ pub struct NsError<'a> {
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default)]
 pub struct Thread<'a> {
+    /// A number or a string; an exception's `thread_id` refers to it.
+    #[serde(borrow)]
+    pub id: LStr<'a>,
     pub crashed: LBool,
     pub current: LBool,
     #[serde(borrow)]
@@ -259,6 +278,9 @@ pub struct Frame<'a> {
     pub function: LStr<'a>,
     #[serde(borrow)]
     pub raw_function: LStr<'a>,
+    /// The mangled symbol of a native frame.
+    #[serde(borrow)]
+    pub symbol: LStr<'a>,
     #[serde(borrow)]
     pub module: LStr<'a>,
     #[serde(borrow)]

@@ -77,6 +77,20 @@ impl Store {
         Ok(row.map(from_row))
     }
 
+    /// One event of a project by its event id.
+    pub async fn project_event(
+        &self,
+        project_id: i64,
+        event_id: [u8; 16],
+    ) -> Result<Option<EventRow>> {
+        let row: Option<Row> = on!(&self.read, p => sqlx::query_as(&format!("{SELECT} WHERE project_id = $1 AND event_id = $2"))
+            .bind(project_id)
+            .bind(&event_id[..])
+            .fetch_optional(p)
+            .await)?;
+        Ok(row.map(from_row))
+    }
+
     /// Whether an event id is stored for the project (durability checks).
     pub async fn event_exists(&self, project_id: i64, event_id: [u8; 16]) -> Result<bool> {
         let row: Option<(i64,)> = on!(&self.read, p => sqlx::query_as("SELECT id FROM events WHERE project_id = $1 AND event_id = $2")

@@ -117,6 +117,13 @@ impl Writer {
                         on!(&mut conn, c => c.close_on_drop());
                     }
                 }
+                // A cached link named an issue merged since (`store::merge`): merges are rare,
+                // so forget every link and run the batch again; it reads them afresh.
+                Err(StoreError::StaleLinks) if attempt < MAX_RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(attempt, "batch followed a link to a merged issue; retrying");
+                    self.cache = HashCache::default();
+                }
                 Err(e) if e.is_retryable() && attempt < MAX_RETRIES => {
                     attempt += 1;
                     tracing::debug!(error = %e, attempt, "batch rolled back; retrying");
@@ -226,6 +233,10 @@ enum Target {
     New(usize),
 }
 
+/// Unlinked primary hashes, by (project, hash) -> the issue they will be linked to, and the
+/// scheme that made them.
+type Planned<'b> = HashMap<(i64, &'b str), (Target, &'b str)>;
+
 /// Finds or creates the issue of every event.
 async fn resolve_issues(
     tx: &mut Tx<'_>,
@@ -245,25 +256,54 @@ async fn resolve_issues(
         }
     }
     let known = |p: i64, h: &str, fresh: &HashCache| cache.get(p, h).or_else(|| fresh.get(p, h));
+    // During a grouping transition, an event none of whose primary hashes is linked looks for
+    // the issue of its previous configuration's hashes (`project_grouping`).
+    for ev in batch {
+        if ev.secondary_hashes.is_empty()
+            || ev
+                .hashes
+                .iter()
+                .any(|h| known(ev.project_id, h, &fresh).is_some())
+        {
+            continue;
+        }
+        for h in &ev.secondary_hashes {
+            if cache.get(ev.project_id, h).is_none() && asked.insert((ev.project_id, h)) {
+                if let Some(id) = lookup_hash(tx, ev.project_id, h).await? {
+                    fresh.insert(ev.project_id, h, id);
+                }
+            }
+        }
+    }
 
-    // Each event joins the issue of its first linked hash, else an issue this batch creates
-    // (shared by later events of the batch through their hashes).
+    // Each event joins the issue of its first linked hash, else (in a transition) the issue
+    // of its first linked secondary hash, else an issue this batch creates (shared by later
+    // events of the batch through their hashes).
     let mut new_issues: Vec<usize> = Vec::new(); // the event each new issue is seeded from
-    let mut planned: HashMap<(i64, &str), Target> = HashMap::new();
+    let mut planned: Planned<'_> = HashMap::new();
     let mut targets: Vec<Target> = Vec::with_capacity(batch.len());
     for (i, ev) in batch.iter().enumerate() {
-        let found = ev.hashes.iter().find_map(|h| {
-            known(ev.project_id, h, &fresh)
-                .map(Target::Issue)
-                .or_else(|| planned.get(&(ev.project_id, h.as_str())).copied())
-        });
+        let found = ev
+            .hashes
+            .iter()
+            .find_map(|h| {
+                known(ev.project_id, h, &fresh)
+                    .map(Target::Issue)
+                    .or_else(|| planned.get(&(ev.project_id, h.as_str())).map(|p| p.0))
+            })
+            .or_else(|| {
+                (ev.secondary_hashes.iter())
+                    .find_map(|h| known(ev.project_id, h, &fresh).map(Target::Issue))
+            });
         let target = found.unwrap_or_else(|| {
             new_issues.push(i);
             Target::New(new_issues.len() - 1)
         });
         for h in &ev.hashes {
             if known(ev.project_id, h, &fresh).is_none() {
-                planned.entry((ev.project_id, h)).or_insert(target);
+                planned
+                    .entry((ev.project_id, h))
+                    .or_insert((target, ev.grouping_version));
             }
         }
         targets.push(target);
@@ -297,15 +337,11 @@ async fn resolve_issues(
         Target::Issue(id) => id,
         Target::New(n) => new_ids[n],
     };
-    let mut links: Vec<((i64, &str), Target)> = planned.into_iter().collect();
+    let mut links: Vec<_> = planned.into_iter().collect();
     links.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let mut merged: HashMap<usize, i64> = HashMap::new();
     let mut claimed: Vec<(i64, &str, Target)> = Vec::new();
-    for ((project_id, hash), target) in links {
-        let version = batch
-            .iter()
-            .find(|e| e.project_id == project_id)
-            .map_or(crate::grouping::GROUPING_VERSION, |e| e.grouping_version);
+    for ((project_id, hash), (target, version)) in links {
         if claim_hash(tx, project_id, hash, id_of(target), version).await? {
             claimed.push((project_id, hash, target));
             continue;

@@ -1,4 +1,5 @@
-//! Reading issues: one by id, and a project's list newest `last_seen` first.
+//! Reading issues: one by id (an old id of a merged issue answers its target), and a
+//! project's list newest `last_seen` first (merged issues left out).
 
 use super::{Db, Result, Store};
 pub use crate::issue::model::{Activity, Issue};
@@ -59,6 +60,24 @@ impl Store {
         Ok(row)
     }
 
+    /// The issue `id`, or, when it was merged, the issue it was merged into, following chains
+    /// (A merged into B, later merged into C, answers C). A merge always names an issue that
+    /// was not merged itself at the time, so chains have no cycles; the bound is a safeguard.
+    pub async fn issue_following_merges(&self, id: i64) -> Result<Option<Issue>> {
+        let sql = format!(
+            "WITH RECURSIVE chain (id, next, hops) AS (
+                 SELECT id, merged_into, 0 FROM issues WHERE id = $1
+                 UNION ALL
+                 SELECT i.id, i.merged_into, c.hops + 1
+                 FROM issues i JOIN chain c ON i.id = c.next WHERE c.hops < 100
+             )
+             {SELECT_ISSUE} WHERE i.id = (SELECT id FROM chain WHERE next IS NULL)"
+        );
+        let row = on!(&self.read, p => sqlx::query(&sql).bind(id).fetch_optional(p).await?
+            .map(|r| issue_from_row(&r)).transpose()?);
+        Ok(row)
+    }
+
     /// An issue by its per-project number (short ids like `DEFAULT-3`).
     pub async fn issue_by_number(&self, project_id: i64, number: i64) -> Result<Option<Issue>> {
         let sql = format!("{SELECT_ISSUE} WHERE i.project_id = $1 AND i.short_number = $2");
@@ -74,7 +93,7 @@ impl Store {
             Db::Sqlite(_) => "LIKE",
             Db::Postgres(_) => "ILIKE",
         };
-        let mut sql = format!("{SELECT_ISSUE} WHERE i.project_id = $1");
+        let mut sql = format!("{SELECT_ISSUE} WHERE i.project_id = $1 AND i.merged_into IS NULL");
         let mut n = 2;
         if f.status.is_some() {
             sql.push_str(&format!(" AND i.status = ${n}"));
@@ -121,11 +140,11 @@ impl Store {
         Ok(rows)
     }
 
-    /// Ids of a project's issues, optionally of one status (bulk updates).
+    /// Ids of a project's issues, optionally of one status (bulk updates); merged ones left out.
     pub async fn issue_ids(&self, project_id: i64, status: Option<&str>) -> Result<Vec<i64>> {
         let rows: Vec<(i64,)> = on!(&self.read, p => sqlx::query_as(
             "SELECT id FROM issues WHERE project_id = $1 AND (CAST($2 AS TEXT) IS NULL OR status = $2)
-             ORDER BY id",
+             AND merged_into IS NULL ORDER BY id",
         )
         .bind(project_id)
         .bind(status)

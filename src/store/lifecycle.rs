@@ -10,13 +10,13 @@
 
 use super::alerts;
 use super::issues::{issue_from_row, SELECT_ISSUE};
-use super::{Db, Result, Store, Tx};
+use super::{Db, Result, Store, StoreError, Tx};
 use crate::issue::plan::{self, BatchEffects, ChangeFacts, IssueFacts, MuteCounters, Query};
 use crate::issue::plan::{Step, UserSeen, What};
 pub use crate::issue::request::Change;
 use crate::issue::state::{Actor, IssueState, Refusal, Status, Transition};
 
-fn actor_text(a: Actor) -> String {
+pub(crate) fn actor_text(a: Actor) -> String {
     match a {
         Actor::Token(id) => format!("token:{id}"),
         Actor::System => "system".into(),
@@ -24,6 +24,9 @@ fn actor_text(a: Actor) -> String {
 }
 
 type FactsRow = (i64, i64, String, i64, Option<String>);
+
+/// A `FactsRow` and the issue's `merged_into`, as `lock_issues` reads it.
+type LockedRow = (i64, i64, String, i64, Option<String>, Option<i64>);
 
 /// The columns of a `FactsRow`.
 const FACTS: &str = "id, project_id, state, event_count, counters";
@@ -47,22 +50,29 @@ fn facts(row: FactsRow, created: bool) -> IssueFacts {
 /// not create gives the planner nothing to decide, so only the others are read (usually none),
 /// in one statement. sqlx hands every result row across threads one by one, which made reading
 /// all of a batch's issues cost SQLite's single writer a tenth of its throughput.
+///
+/// A batch that reached an issue merged into another (`store::merge`) followed a hash link
+/// read before the merge committed, from the writer's cache or earlier in this transaction:
+/// it fails with `StoreError::StaleLinks`, and the writer runs it again with fresh links.
+/// Checked here, under the row lock, because the merge changes links under the same lock: a
+/// batch that locked the issue first commits before the merge moves its events. A person's
+/// change (`!batch`) simply does not see a merged issue (the API resolves old ids first).
 pub async fn lock_issues(
     tx: &mut Tx<'_>,
     ids: &[i64],
     created: &[(i64, i64)],
     batch: bool,
 ) -> Result<Vec<IssueFacts>> {
-    let rows: Vec<FactsRow> = match tx {
+    let rows: Vec<LockedRow> = match tx {
         Db::Sqlite(t) => {
             let list = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
             let only = if batch {
-                "AND status <> 'unresolved'"
+                "AND (status <> 'unresolved' OR merged_into IS NOT NULL)"
             } else {
                 ""
             };
             sqlx::query_as(&format!(
-                "SELECT {FACTS} FROM issues
+                "SELECT {FACTS}, merged_into FROM issues
                  WHERE id IN (SELECT value FROM json_each($1)) {only} ORDER BY id"
             ))
             .bind(list)
@@ -73,7 +83,7 @@ pub async fn lock_issues(
             // Rows are locked as they come out of the sort: in id order, the one order every
             // transaction uses, so two writers never wait for each other in a circle.
             sqlx::query_as(&format!(
-                "SELECT {FACTS} FROM issues
+                "SELECT {FACTS}, merged_into FROM issues
                  WHERE id = ANY($1) ORDER BY id FOR UPDATE"
             ))
             .bind(ids)
@@ -81,8 +91,13 @@ pub async fn lock_issues(
             .await?
         }
     };
+    if batch && rows.iter().any(|r| r.5.is_some()) {
+        return Err(StoreError::StaleLinks);
+    }
     let mut out: Vec<IssueFacts> = rows
         .into_iter()
+        .filter(|r| r.5.is_none())
+        .map(|(id, project_id, state, count, counters, _)| (id, project_id, state, count, counters))
         .map(|r| {
             let created = created.iter().any(|c| c.0 == r.0);
             facts(r, created)
@@ -111,7 +126,7 @@ pub async fn lock_issues(
 pub async fn next_release_candidates(tx: &mut Tx<'_>, project_id: i64) -> Result<Vec<i64>> {
     let rows: Vec<(i64,)> = on!(tx, t => sqlx::query_as(
         "SELECT id FROM issues WHERE project_id = $1 AND status = 'resolved'
-         AND state LIKE '%\"resolved_in_next_release\":true%'",
+         AND merged_into IS NULL AND state LIKE '%\"resolved_in_next_release\":true%'",
     )
     .bind(project_id)
     .fetch_all(&mut **t)
@@ -391,7 +406,8 @@ impl Store {
         };
         let sql = format!(
             "SELECT {FACTS} FROM issues
-             WHERE mute_until IS NOT NULL AND mute_until <= $1 ORDER BY id LIMIT 500 {lock}"
+             WHERE mute_until IS NOT NULL AND mute_until <= $1 AND merged_into IS NULL
+             ORDER BY id LIMIT 500 {lock}"
         );
         let rows: Vec<FactsRow> = on!(&mut tx, t => sqlx::query_as(&sql)
             .bind(now_us)

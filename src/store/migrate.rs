@@ -36,6 +36,11 @@ const SQLITE: &[Migration] = &[
         "quotas",
         include_str!("../../migrations/sqlite/0005_quotas.sql"),
     ),
+    (
+        6,
+        "grouping",
+        include_str!("../../migrations/sqlite/0006_grouping.sql"),
+    ),
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -64,6 +69,11 @@ const POSTGRES: &[Migration] = &[
         "quotas",
         include_str!("../../migrations/postgres/0005_quotas.sql"),
     ),
+    (
+        6,
+        "grouping",
+        include_str!("../../migrations/postgres/0006_grouping.sql"),
+    ),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -74,7 +84,10 @@ pub async fn apply(pool: &Pool) -> Result<()> {
         Db::Sqlite(pool) => {
             sqlx::raw_sql(CREATE_TABLE).execute(pool).await?;
             for m in SQLITE {
-                let mut tx = Db::Sqlite(pool.begin().await?);
+                // IMMEDIATE: the write lock up front. A deferred transaction reads first and
+                // fails at once (SQLITE_BUSY_SNAPSHOT, which no busy timeout waits out) when
+                // another connection of a starting pool wrote in between.
+                let mut tx = Db::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?);
                 apply_one(&mut tx, m, "datetime('now')").await?;
                 tx.commit().await?;
             }

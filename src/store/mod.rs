@@ -20,9 +20,11 @@ macro_rules! on {
 
 pub mod alerts;
 pub mod events;
+pub mod grouping;
 pub mod ingest;
 pub mod issues;
 pub mod lifecycle;
+pub mod merge;
 pub mod migrate;
 pub mod projects;
 pub mod quotas;
@@ -47,6 +49,10 @@ pub enum StoreError {
     Conflict(String),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    /// A batch followed a cached hash link to an issue that has since been merged into
+    /// another: the writer forgets its links and runs the batch again.
+    #[error("a hash link in the writer's cache names a merged issue")]
+    StaleLinks,
 }
 
 impl StoreError {
@@ -100,9 +106,10 @@ impl StoreError {
             StoreError::Db(sqlx::Error::RowNotFound | sqlx::Error::ColumnNotFound(_)) => false,
             StoreError::Db(sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_)) => false,
             StoreError::Db(_) => true,
-            StoreError::UnsupportedUrl(_) | StoreError::Conflict(_) | StoreError::Corrupt(_) => {
-                false
-            }
+            StoreError::UnsupportedUrl(_)
+            | StoreError::Conflict(_)
+            | StoreError::Corrupt(_)
+            | StoreError::StaleLinks => false,
         }
     }
 }

@@ -42,7 +42,7 @@ pub struct ProjectLimits {
 }
 
 impl Store {
-    /// Creates a project; the slug must be new.
+    /// Creates a project on the latest grouping scheme; the slug must be new.
     pub async fn create_project(
         &self,
         slug: &str,
@@ -51,13 +51,16 @@ impl Store {
         now_us: i64,
     ) -> Result<Project> {
         let row: Option<Row> = on!(&self.write, p => sqlx::query_as(&format!(
-            "INSERT INTO projects (slug, name, public_key, created_at) VALUES ($1, $2, $3, $4)
+            "INSERT INTO projects (slug, name, public_key, created_at, grouping_config)
+             VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (slug) DO NOTHING RETURNING {COLUMNS}"
         ))
         .bind(slug)
         .bind(name)
         .bind(public_key)
         .bind(now_us)
+        // A new project starts on the latest scheme: it has no issues to keep together.
+        .bind(crate::grouping::Scheme::LATEST.id())
         .fetch_optional(p)
         .await)?;
         row.map(from_row)

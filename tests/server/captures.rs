@@ -16,7 +16,11 @@ fn captures_dir() -> PathBuf {
 }
 
 /// Sends each request of one case (in order) with its captured headers and body.bin.
-async fn replay(server: &TestServer, sdk: &str, case: &str) -> Vec<(u16, serde_json::Value)> {
+pub(crate) async fn replay(
+    server: &TestServer,
+    sdk: &str,
+    case: &str,
+) -> Vec<(u16, serde_json::Value)> {
     let dir = captures_dir().join(sdk).join(case);
     let mut requests: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()

@@ -145,6 +145,20 @@ impl TestServer {
         (status, headers, body)
     }
 
+    /// PUT a JSON body to an `/api/0/` path with the token; returns status and JSON body.
+    pub async fn put_api(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let resp = self
+            .http
+            .put(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     /// Every issue of the project (all statuses), following the Link header.
     pub async fn all_issues(&self) -> Vec<serde_json::Value> {
         let mut out = Vec::new();

@@ -13,9 +13,11 @@ mod bad_input;
 mod captures;
 mod concurrency;
 mod connections;
+mod grouping;
 mod helpers;
 mod hostile;
 mod lifecycle;
+mod merge;
 #[path = "../support/receivers.rs"]
 #[allow(dead_code)]
 mod receivers;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// A hub of its own per test, so tests running in parallel do not share SDK state.
-fn client(dsn: &str) -> (Arc<sentry::Client>, sentry::Hub) {
+pub(crate) fn client(dsn: &str) -> (Arc<sentry::Client>, sentry::Hub) {
     let mut options = sentry::ClientOptions::new();
     options.dsn = Some(dsn.parse().unwrap());
     options.attach_stacktrace = true;

@@ -1,0 +1,274 @@
+//! Grouping in the API: why an event grouped as it did (`grouping-info`), an issue's hashes,
+//! and a project's grouping settings (scheme, rules, transition) in Sentry's field names.
+
+use super::api::{authenticate, find_issue, not_found, ApiError, ApiResult};
+use super::lifecycle::{bad_request, project_of};
+use super::AppState;
+use crate::grouping::{self, Scheme};
+use crate::project_grouping::parse_config;
+use crate::protocol::event;
+use crate::store::grouping::{GroupingConfigText, GroupingSettings};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde_json::{json, Map, Value};
+
+/// `GET /api/0/projects/{org}/{project}/events/{event_id}/grouping-info/`: per variant, whether
+/// it contributes and why not, its hash and the component tree whose values made it, computed
+/// from the stored event with the project's current configuration (Sentry's shape: an object
+/// keyed by variant).
+pub async fn grouping_info(
+    State(app): State<AppState>,
+    Path((org, slug, event_id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    authenticate(&app, &headers).await?;
+    let project = project_of(&app, &org, &slug).await?;
+    let id = crate::pipeline::parse_event_id(&event_id).ok_or_else(|| not_found("event"))?;
+    let row = app
+        .store
+        .project_event(project.id, id)
+        .await?
+        .ok_or_else(|| not_found("event"))?;
+    let json = row.payload.event_json().map_err(|e| {
+        tracing::error!(error = %e, "stored payload unreadable");
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "stored event unreadable".into(),
+        )
+    })?;
+    let unreadable = || {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "stored event unreadable".into(),
+        )
+    };
+    // Stored payloads parsed when they arrived; only lone surrogates needed repairing then.
+    let repaired;
+    let ev = match event::parse(&json) {
+        Ok(ev) => ev,
+        Err(_) => {
+            repaired = event::repair_lone_surrogates(&json).ok_or_else(unreadable)?;
+            event::parse(&repaired).map_err(|_| unreadable())?
+        }
+    };
+    let config = app.grouping.of(project.id).await?;
+    let info = grouping::info(&ev, &config.primary);
+    Ok(Json(serde_json::to_value(info).unwrap_or(Value::Null)))
+}
+
+/// `GET /api/0/issues/{id}/hashes/`: the hashes linked to an issue, each with the scheme that
+/// linked it. An event joins the issue when any of its hashes is among these.
+pub async fn issue_hashes(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    authenticate(&app, &headers).await?;
+    let issue = find_issue(&app, &id).await?;
+    Ok(Json(hashes_json(&app, issue.id).await?))
+}
+
+/// An issue's hashes as the API lists them (also in the issue detail).
+pub async fn hashes_json(app: &AppState, issue_id: i64) -> ApiResult<Value> {
+    let links = app.store.issue_hashes(issue_id).await?;
+    Ok(Value::Array(
+        links
+            .into_iter()
+            .map(|l| json!({"id": l.hash, "groupingConfig": l.scheme}))
+            .collect(),
+    ))
+}
+
+/// A project's grouping fields, named as Sentry's project details name them
+/// (`secondaryGroupingExpiry` in Unix seconds, null outside a transition).
+pub fn settings_json(s: &GroupingSettings) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("groupingConfig".into(), json!(s.primary.scheme));
+    m.insert(
+        "fingerprintingRules".into(),
+        json!(s.primary.fingerprinting_rules),
+    );
+    m.insert("groupingEnhancements".into(), json!(s.primary.enhancements));
+    m.insert(
+        "secondaryGroupingConfig".into(),
+        json!(s.secondary.as_ref().map(|c| &c.scheme)),
+    );
+    m.insert(
+        "secondaryGroupingExpiry".into(),
+        json!(s
+            .secondary
+            .as_ref()
+            .and(s.secondary_expiry_us)
+            .map(|us| us.div_euclid(1_000_000))),
+    );
+    m
+}
+
+/// The body's grouping fields applied to `current`; `None` when it names none. Every value is
+/// checked (an unknown scheme, or a rule that does not parse, is a 400 saying which line and
+/// why). A change of scheme or rules keeps the replaced configuration as the secondary one for
+/// `transition_us`, so events keep finding the issues it made, unless the body sets
+/// `secondaryGroupingExpiry` itself (0 or null: no transition; Unix seconds: until then).
+pub fn apply_settings(
+    body: &Value,
+    current: &GroupingSettings,
+    now_us: i64,
+    transition_us: i64,
+) -> ApiResult<Option<GroupingSettings>> {
+    const FIELDS: [&str; 5] = [
+        "groupingConfig",
+        "fingerprintingRules",
+        "groupingEnhancements",
+        "secondaryGroupingConfig",
+        "secondaryGroupingExpiry",
+    ];
+    if !FIELDS.iter().any(|f| body.get(f).is_some()) {
+        return Ok(None);
+    }
+    let text = |name: &str| -> ApiResult<Option<String>> {
+        match body.get(name) {
+            None => Ok(None),
+            Some(Value::Null) => Ok(Some(String::new())),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(bad_request(format!("'{name}' must be a string"))),
+        }
+    };
+    let mut primary = current.primary.clone();
+    if let Some(scheme) = text("groupingConfig")? {
+        primary.scheme = scheme;
+    }
+    if let Some(rules) = text("fingerprintingRules")? {
+        primary.fingerprinting_rules = rules;
+    }
+    if let Some(rules) = text("groupingEnhancements")? {
+        primary.enhancements = rules;
+    }
+    parse_config(&primary).map_err(bad_request)?;
+
+    let mut next = GroupingSettings {
+        primary: primary.clone(),
+        ..current.clone()
+    };
+    if primary != current.primary {
+        next.secondary = Some(current.primary.clone());
+        next.secondary_expiry_us = Some(now_us.saturating_add(transition_us));
+    }
+    if let Some(scheme) = text("secondaryGroupingConfig")? {
+        next.secondary = match scheme.as_str() {
+            "" => None,
+            id if Scheme::from_id(id).is_some() => Some(GroupingConfigText {
+                scheme: scheme.clone(),
+                ..next.secondary.clone().unwrap_or_default()
+            }),
+            _ => {
+                return Err(bad_request(format!(
+                    "unknown secondaryGroupingConfig '{scheme}'"
+                )))
+            }
+        };
+        if next.secondary.is_some() && next.secondary_expiry_us.is_none() {
+            next.secondary_expiry_us = Some(now_us.saturating_add(transition_us));
+        }
+    }
+    match body.get("secondaryGroupingExpiry") {
+        None => {}
+        Some(Value::Null) => next.secondary = None,
+        Some(v) => match v.as_i64() {
+            Some(0) => next.secondary = None,
+            Some(secs) if secs > 0 => {
+                if next.secondary.is_none() {
+                    return Err(bad_request(
+                        "'secondaryGroupingExpiry' needs a secondary grouping config",
+                    ));
+                }
+                next.secondary_expiry_us = Some(secs.saturating_mul(1_000_000));
+            }
+            _ => {
+                return Err(bad_request(
+                    "'secondaryGroupingExpiry' must be Unix seconds, 0 or null",
+                ))
+            }
+        },
+    }
+    if next.secondary.is_none() {
+        next.secondary_expiry_us = None;
+    }
+    // Never store a secondary configuration that would not parse: ingestion would ignore it.
+    if let Some(s) = &next.secondary {
+        parse_config(s).map_err(bad_request)?;
+    }
+    Ok(Some(next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(scheme: &str) -> GroupingSettings {
+        GroupingSettings {
+            primary: GroupingConfigText {
+                scheme: scheme.into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn untouched_body_changes_nothing() {
+        let s = settings(Scheme::LATEST.id());
+        assert_eq!(
+            apply_settings(&json!({"name": "x"}), &s, 0, 10)
+                .ok()
+                .flatten(),
+            None
+        );
+    }
+
+    #[test]
+    fn a_rule_change_opens_a_transition() {
+        let s = settings(Scheme::LATEST.id());
+        let body = json!({"fingerprintingRules": "error.type:Foo -> foo"});
+        let next = apply_settings(&body, &s, 1_000, 500)
+            .ok()
+            .flatten()
+            .unwrap();
+        assert_eq!(next.primary.fingerprinting_rules, "error.type:Foo -> foo");
+        assert_eq!(next.secondary, Some(s.primary.clone()));
+        assert_eq!(next.secondary_expiry_us, Some(1_500));
+        // ... unless the body ends it at once.
+        let body =
+            json!({"fingerprintingRules": "error.type:Foo -> foo", "secondaryGroupingExpiry": 0});
+        let next = apply_settings(&body, &s, 1_000, 500)
+            .ok()
+            .flatten()
+            .unwrap();
+        assert_eq!((next.secondary, next.secondary_expiry_us), (None, None));
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let s = settings(Scheme::LATEST.id());
+        for body in [
+            json!({"groupingConfig": "newstyle:2023-01-11"}),
+            json!({"groupingConfig": 3}),
+            json!({"secondaryGroupingExpiry": 100}),
+            json!({"secondaryGroupingExpiry": "soon"}),
+            json!({"secondaryGroupingConfig": "nope"}),
+        ] {
+            let err = apply_settings(&body, &s, 0, 10).err().map(|e| e.0);
+            assert_eq!(err, Some(StatusCode::BAD_REQUEST), "{body}");
+        }
+    }
+
+    #[test]
+    fn settings_read_back_in_sentry_names() {
+        let mut s = settings("sh-2026-11");
+        s.secondary = Some(GroupingConfigText::default());
+        s.secondary_expiry_us = Some(2_500_000);
+        let m = settings_json(&s);
+        assert_eq!(m["groupingConfig"], "sh-2026-11");
+        assert_eq!(m["secondaryGroupingExpiry"], 2);
+    }
+}
