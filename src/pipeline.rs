@@ -104,8 +104,11 @@ fn prepare_parsed(
         .and_then(parse_event_id)
         .or_else(|| ev.event_id.as_deref().and_then(parse_event_id))
         .unwrap_or_else(|| *uuid::Uuid::new_v4().as_bytes());
-    let summary = normalize::summarize(ev, received);
+    let mut summary = normalize::summarize(ev, received);
     let hashes = grouping.hash(ev, (received * 1e6) as i64);
+    if let Some(title) = grouping.rule_title(ev) {
+        summary.title = title.to_owned();
+    }
     let drift = sent_at.map(|s| received - s).filter(|d| d.abs() > 60.0);
     let timestamp = summary.timestamp + drift.unwrap_or(0.0);
     let seed = IssueSeed {

@@ -107,6 +107,16 @@ impl ProjectGrouping {
             .map(|(c, _)| c)
     }
 
+    /// The `title="..."` of the fingerprinting rule that matches `event`, if any: a new issue
+    /// is titled with it, as in Sentry (taken literally; variables are not expanded).
+    pub fn rule_title<'r>(&'r self, event: &Event<'_>) -> Option<&'r str> {
+        self.primary
+            .fingerprinting
+            .as_deref()?
+            .matching(event)?
+            .title
+    }
+
     /// Hashes `event` with the primary configuration and, during a transition, the secondary.
     pub fn hash(&self, event: &Event<'_>, now_us: i64) -> EventHashes {
         let primary = grouping::hashes(event, &self.primary);

@@ -206,6 +206,8 @@ pub async fn issue_detail(
             ("tags", json!([])),
             ("userReportCount", json!(0)),
             ("pluginActions", json!([])),
+            // Not in Sentry's detail (it has `/hashes/`): which hashes bring events here.
+            ("hashes", super::grouping::hashes_json(&app, row.id).await?),
         ] {
             m.insert(k.into(), v);
         }

@@ -17,8 +17,10 @@ use crate::event::{NewEvent, Stored};
 use crate::issue::plan::{self, BatchFacts, EventFact, ReleaseOrder};
 use std::collections::{HashMap, HashSet};
 
-/// hash -> issue links already known to be committed. Links never change once committed, so
-/// every writer of every process can trust them; entries of a failed batch are never added.
+/// hash -> issue links already known to be committed; entries of a failed batch are never
+/// added. A link changes only when a merge moves it to the merge's target: a batch that
+/// reaches a merged issue finds out under the issue's row lock (`StaleLinks`), and its writer
+/// clears this cache and runs the batch again.
 #[derive(Debug, Default)]
 pub struct HashCache {
     /// project id -> hash -> issue id (nested so a lookup by `&str` needs no allocation).
@@ -59,8 +61,8 @@ impl HashCache {
 const MAX_RETRIES: u32 = 8;
 
 /// One writer of the ingest path: its connection, held between batches (SQLite's one writer
-/// keeps it for good), and caches of facts that never change once committed (hash links,
-/// release positions). On PostgreSQL several writers run side by side.
+/// keeps it for good), and caches of committed facts (hash links, which only a merge changes,
+/// and release positions). On PostgreSQL several writers run side by side.
 pub struct Writer {
     store: Store,
     clock: Clock,

@@ -215,6 +215,72 @@ async fn an_upgraded_database_keeps_its_issues(backend: Backend) {
     server.stop().await;
 }
 
+/// The same upgrade on a real file written by the previous release (commit 53b3940, which only
+/// knew `sh-2026-11`; `fixtures/grouping/make-fixture.sh` made it). SQLite only: a file.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_of_the_previous_release_keeps_its_issues() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/grouping/sh-2026-11.sqlite");
+    std::fs::copy(&fixture, dir.path().join("test.db")).unwrap();
+    let db = crate::backend::TestDb::sqlite_in(dir);
+    let store = db.open().await;
+    let project = store.project_by_slug("default").await.unwrap().unwrap();
+    let clock = stackhound::clock::Clock::manual(chrono::Utc::now());
+    let token = stackhound::cli::create_token(&store, &clock, "test")
+        .await
+        .unwrap();
+    let server = crate::helpers::serve_on(
+        db,
+        store,
+        project.id,
+        token,
+        clock,
+        std::sync::Arc::new(|s: &mut stackhound::app::Settings| s.background = false),
+    )
+    .await;
+    let before = server.all_issues().await;
+    assert_eq!(before.len(), 3, "{before:#?}");
+    let crashes = issue_of_event(&server, 1).await;
+    assert_eq!(issue_of_event(&server, 2).await, crashes);
+    let python = issue_of_event(&server, 3).await;
+    let messages = issue_of_event(&server, 4).await;
+
+    post(&server, &crash(11, "viewer", &STACK_A)).await;
+    post(&server, &crash(12, "viewer", &STACK_B)).await;
+    post(&server, &python_error(13)).await;
+    post(&server, &message(14)).await;
+    assert_eq!(server.all_issues().await.len(), 3);
+    for (event, issue) in [
+        (11, &crashes),
+        (12, &crashes),
+        (13, &python),
+        (14, &messages),
+    ] {
+        assert_eq!(
+            &issue_of_event(&server, event).await,
+            issue,
+            "event {event}"
+        );
+    }
+    let (_, _, project) = server.api(PROJECT).await;
+    assert_eq!(project["groupingConfig"], Scheme::LATEST.id());
+    assert_eq!(project["secondaryGroupingConfig"], "sh-2026-11");
+    // The first scheme, as kept in this release, computed the very hashes the old release
+    // stored: the old links are what found the issues.
+    let (_, _, hashes) = server
+        .api(&format!("/api/0/issues/{crashes}/hashes/"))
+        .await;
+    let old = hashes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["groupingConfig"] == "sh-2026-11")
+        .count();
+    assert_eq!(old, 3, "{hashes:#}");
+    server.stop().await;
+}
+
 both_backends!(multi_thread: crashes_group_by_their_stack);
 async fn crashes_group_by_their_stack(backend: Backend) {
     let server = spawn(backend).await;
@@ -253,6 +319,9 @@ async fn crashes_group_by_their_stack(backend: Backend) {
             .any(|h| h["id"] == system_hash),
         "{hashes:#}"
     );
+    // The issue detail lists the same hashes.
+    let (_, _, detail) = server.api(&format!("/api/0/issues/{a}/")).await;
+    assert_eq!(detail["hashes"], hashes);
     // The tree shows the frames' function names as the values that went into the hash.
     let tree = info["system"]["component"].to_string();
     for f in STACK_A {
@@ -412,7 +481,7 @@ async fn project_rules_change_grouping(backend: Backend) {
     // grouping. The change keeps existing issues (a transition): events that used to join
     // the first timeout issue still do, and from now on both stacks join it.
     let rules = json!({
-        "fingerprintingRules": "# outages\nerror.type:DatabaseUnavailable -> system-down",
+        "fingerprintingRules": "# outages\nerror.type:DatabaseUnavailable -> system-down title=\"Database down\"",
         "groupingEnhancements": "stack.function:\"shop::retry_*\" -group",
     });
     let (status, body) = server.put_api(PROJECT, &rules).await;
@@ -451,6 +520,8 @@ async fn project_rules_change_grouping(backend: Backend) {
     assert_eq!(issue_of_python_or_rust(&server, &ids[1]).await, first);
     let outage = issue_of_python_or_rust(&server, &ids[2]).await;
     assert_eq!(issue_of_python_or_rust(&server, &ids[3]).await, outage);
+    let (_, _, detail) = server.api(&format!("/api/0/issues/{outage}/")).await;
+    assert_eq!(detail["title"], "Database down");
     let other = issue_of_python_or_rust(&server, &ids[4]).await;
     assert!(other != first && other != outage);
 

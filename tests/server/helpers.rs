@@ -85,7 +85,7 @@ async fn spawn_store(db: TestDb, store: Store, clock: Clock, tune: Tune) -> Test
 }
 
 /// A server over a database that already has the project and the token.
-async fn serve_on(
+pub(crate) async fn serve_on(
     db: TestDb,
     store: Store,
     project_id: i64,
