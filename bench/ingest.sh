@@ -6,7 +6,7 @@
 #
 # Usage: bench/ingest.sh [--duration S] [--concurrency N] [--compress gzip|br|none]
 #                        [--issues N] [--muted N] [--ceiling-duration S] [--keep]
-#                        [--database-url URL] [--processes N]
+#                        [--database-url URL] [--processes N] [--grouping-transition]
 # Defaults: 60 s, 256 connections, gzip, 200 issues, 0 muted, ceiling min(duration, 20) s,
 # a fresh SQLite file, 1 process.
 # --muted N (at most 100): a 3 s warm-up creates the issues, then N of them are muted with
@@ -17,6 +17,8 @@
 # --processes N: N `stackhound serve` on the one database (PostgreSQL only), each on its own
 # port; one load generator spreads its connections round-robin over them, and the ceiling
 # runs as N bench-sinks the same way. The issue counts are read through the first server.
+# --grouping-transition: the project starts on the previous grouping scheme, so the first
+# event upgrades it and the run happens inside the transition (every event hashed twice).
 # Everything runs on 127.0.0.1 only. Exits non-zero if the stored count does not match.
 set -euo pipefail
 
@@ -29,6 +31,7 @@ CEILING_DURATION=
 KEEP=0
 URL_ARG=
 PROCESSES=1
+TRANSITION=0
 
 usage() { sed -n '7,20p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
@@ -42,6 +45,7 @@ while [ $# -gt 0 ]; do
         --keep) KEEP=1; shift ;;
         --database-url) URL_ARG=$2; shift 2 ;;
         --processes) PROCESSES=$2; shift 2 ;;
+        --grouping-transition) TRANSITION=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -275,6 +279,21 @@ for i in "${!PORTS[@]}"; do
     SERVER_PIDS+=($!)
     wait_listening "$!" "$p" "$WORK/server-$((i + 1)).log"
 done
+
+# 2a. Optionally put the project on the previous grouping scheme: the first event upgrades it.
+if [ "$TRANSITION" = 1 ]; then
+    python3 - "$PORT" "$SLUG" "$TOKEN" <<'EOF'
+import json, sys, urllib.request
+port, slug, token = sys.argv[1:4]
+req = urllib.request.Request(
+    f"http://127.0.0.1:{port}/api/0/projects/stackhound/{slug}/",
+    data=json.dumps({"groupingConfig": "sh-2026-11", "secondaryGroupingExpiry": 0}).encode(),
+    headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}, method="PUT")
+with urllib.request.urlopen(req) as r:
+    assert json.load(r)["groupingConfig"] == "sh-2026-11"
+print("== project on grouping scheme sh-2026-11: the run upgrades it (transition)", file=sys.stderr)
+EOF
+fi
 
 # 2b. Optionally mute some issues first.
 WARMUP_ACCEPTED=0

@@ -8,7 +8,8 @@
 //! decide when one is already linked; otherwise its secondary hashes find the issue the old
 //! scheme put such events in, and the primary hashes are linked to it (`store::ingest`). After
 //! the period only the primary configuration runs, and the issues are still found through the
-//! links made meanwhile. Changing a project's rules opens the same kind of transition.
+//! links made meanwhile. A change of scheme through the API does the same; a change of rules
+//! applies at once unless it asks for a transition (`http::grouping::apply_settings`).
 
 use crate::clock::Clock;
 use crate::grouping::rules::{Enhancements, FingerprintRules, RuleError};
@@ -118,15 +119,34 @@ impl ProjectGrouping {
     }
 
     /// Hashes `event` with the primary configuration and, during a transition, the secondary.
+    ///
+    /// A secondary hash of a variant the primary configuration switched off on purpose is left
+    /// out. `sh-2026-12` drops the `app` variant of a crash without in-app frames (it gives way
+    /// to the system variant's stack); the old `app` hash of such a crash is its type+value,
+    /// shared by every crash of that kind, and looking it up would glue every new stack to the
+    /// issue the old scheme over-grouped. Stacks seen before still find that issue through their
+    /// system hashes, which both schemes compute alike.
     pub fn hash(&self, event: &Event<'_>, now_us: i64) -> EventHashes {
-        let primary = grouping::hashes(event, &self.primary);
-        let secondary = match self.secondary_at(now_us) {
-            Some(c) => grouping::hashes(event, c)
-                .into_iter()
-                .filter(|h| !primary.contains(h))
-                .collect(),
-            None => Vec::new(),
+        let Some(previous) = self.secondary_at(now_us) else {
+            return EventHashes {
+                primary: grouping::hashes(event, &self.primary),
+                secondary: Vec::new(),
+                scheme: self.primary.scheme.id(),
+            };
         };
+        let variants = grouping::variant_hashes(event, &self.primary);
+        let custom = variants
+            .iter()
+            .any(|(k, h)| matches!(*k, "custom_fingerprint" | "checksum") && h.is_some());
+        let silenced =
+            |key: &str| !custom && variants.iter().any(|(k, h)| *k == key && h.is_none());
+        let primary: Vec<String> = variants.iter().filter_map(|(_, h)| h.clone()).collect();
+        let secondary = grouping::variant_hashes(event, previous)
+            .into_iter()
+            .filter(|(k, _)| !silenced(k))
+            .filter_map(|(_, h)| h)
+            .filter(|h| !primary.contains(h))
+            .collect();
         EventHashes {
             primary,
             secondary,
@@ -135,8 +155,8 @@ impl ProjectGrouping {
     }
 }
 
-/// A cached project grouping and when it was read (µs).
-type Entry = (Arc<ProjectGrouping>, i64);
+/// A cached project grouping, the settings it was parsed from, and when they were read (µs).
+type Entry = (Arc<ProjectGrouping>, Arc<GroupingSettings>, i64);
 
 /// Project id -> parsed grouping, read again after a few seconds so that a change made by
 /// another process applies soon; a change made through this process applies at once
@@ -172,14 +192,10 @@ impl GroupingCache {
     /// events are refused before they are grouped anyway).
     pub async fn of(&self, project_id: i64) -> Result<Arc<ProjectGrouping>, StoreError> {
         let now = self.clock.now().timestamp_micros();
-        if let Some((g, at)) = self
-            .known
-            .read()
-            .ok()
-            .and_then(|m| m.get(&project_id).cloned())
-        {
+        let cached = (self.known.read().ok()).and_then(|m| m.get(&project_id).cloned());
+        if let Some((g, _, at)) = &cached {
             if now - at < Self::TTL_US {
-                return Ok(g);
+                return Ok(g.clone());
             }
         }
         let Some(mut settings) = self.store.grouping_settings(project_id).await? else {
@@ -211,12 +227,16 @@ impl GroupingCache {
                 .await?
                 .unwrap_or(settings);
         }
-        let g = Arc::new(ProjectGrouping::from_settings(project_id, &settings));
+        // Rules compile to matchers: parse them again only when the stored texts changed.
+        let g = match cached {
+            Some((g, was, _)) if *was == settings => g,
+            _ => Arc::new(ProjectGrouping::from_settings(project_id, &settings)),
+        };
         if let Ok(mut m) = self.known.write() {
             if m.len() >= Self::MAX_ENTRIES {
                 m.clear();
             }
-            m.insert(project_id, (g.clone(), now));
+            m.insert(project_id, (g.clone(), Arc::new(settings), now));
         }
         Ok(g)
     }

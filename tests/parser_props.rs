@@ -781,6 +781,94 @@ proptest! {
     }
 }
 
+// --- exception groups ----------------------------------------------------------------------
+
+/// One exception of a generated group: its ids (drawn from a small range, so they repeat,
+/// dangle and loop) and whether it is marked a group.
+#[derive(Debug, Clone)]
+struct GenException {
+    id: Option<u16>,
+    parent: Option<u16>,
+    group: bool,
+}
+
+/// Up to ~2,000 exceptions: arbitrary ids, or a valid tree (root last) with a few parents
+/// rewired, which makes cycles through and beside the root.
+fn exception_group() -> impl Strategy<Value = Vec<GenException>> {
+    let len = prop_oneof![2usize..300, 2usize..2_000];
+    (len, any::<bool>()).prop_flat_map(|(n, tree)| {
+        let raw = prop::collection::vec(
+            (
+                proptest::option::weighted(0.95, 0..n as u16 + 2),
+                proptest::option::weighted(0.9, 0..n as u16 + 2),
+                any::<bool>(),
+            ),
+            n,
+        );
+        let rewired = prop::collection::vec((0..n, 0..n as u16), 0..4);
+        (raw, rewired).prop_map(move |(raw, rewired)| {
+            let mut excs: Vec<GenException> = raw
+                .into_iter()
+                .enumerate()
+                .map(|(k, (id, parent, group))| {
+                    if !tree {
+                        return GenException { id, parent, group };
+                    }
+                    // Listed leaf first: the exception at k has id n-1-k, its parent a smaller id.
+                    let own = (n - 1 - k) as u16;
+                    GenException {
+                        id: Some(own),
+                        parent: (own > 0).then(|| parent.unwrap_or(0) % own),
+                        group,
+                    }
+                })
+                .collect();
+            for (k, parent) in rewired {
+                excs[k].parent = Some(parent);
+            }
+            excs
+        })
+    })
+}
+
+fn group_event_json(excs: &[GenException]) -> Vec<u8> {
+    let values: Vec<serde_json::Value> = excs
+        .iter()
+        .enumerate()
+        .map(|(k, e)| {
+            serde_json::json!({"type": format!("E{}", k % 3), "value": "v",
+                "mechanism": {"type": "chained", "exception_id": e.id, "parent_id": e.parent,
+                    "is_exception_group": e.group},
+                "stacktrace": {"frames": [{"function": format!("f{}", k % 5), "module": "m"}]}})
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({"platform": "python", "exception": {"values": values}}))
+        .unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Whatever ids a client sends, grouping and titling an exception group neither panics nor
+    /// loses the event: there is a hash, and the main exception is one of the event's.
+    #[test]
+    fn exception_groups_never_panic(excs in exception_group()) {
+        use stackhound::grouping::{self, Config, Scheme};
+        let bytes = group_event_json(&excs);
+        let event = event::parse(&bytes).unwrap();
+        for scheme in Scheme::all() {
+            let config = Config { scheme: *scheme, ..Config::default() };
+            prop_assert!(!grouping::hashes(&event, &config).is_empty());
+        }
+        let main = grouping::main_exception(&event).unwrap();
+        prop_assert!(event.exception.0.iter().any(|e| std::ptr::eq(e, main)));
+    }
+}
+
 // --- decompression bombs ------------------------------------------------------------------
 
 const BOMB_LIMIT: usize = 1 << 20;

@@ -7,15 +7,28 @@
 // event hashes as that one exception and the path of first children below it, and is titled
 // after it; when they differ it hashes as one of each (sorted by type, descending) plus the root
 // group, and keeps its usual title. Anything malformed (a missing or repeated id, an exception
-// that is its own parent, no root, no top-level exception) leaves the list as it is. Sentry
-// removes only adjacent duplicates after its sort; we remove all of them. Unlike Sentry, a chain
-// where no exception is marked `is_exception_group` is left alone even when it carries ids:
-// Sentry reorders such chains (and exempts Python SDK 3 for it); we keep their hashes.
+// that does not reach the root through its parents (a parent missing or naming no exception, a
+// cycle, the root having a parent), no root, no top-level exception) leaves the list as it is,
+// as Sentry does with trees it cannot build. Sentry removes only adjacent duplicates after its
+// sort; we remove all of them. Unlike Sentry, a chain where no exception is marked
+// `is_exception_group` is left alone even when it carries ids: Sentry reorders such chains (and
+// exempts Python SDK 3 for it); we keep their hashes.
+//
+// The ids are client input, so the work is linear in the number of exceptions (each visited
+// once, keys compared by hash), and lists longer than `MAX_GROUP_EXCEPTIONS` are not reduced
+// at all: every top-level exception costs a hashed stack trace, and this runs for every scheme
+// (titles) on every event.
+
+use std::collections::{HashMap, HashSet};
 
 use super::rules::Enhancements;
 use super::tree::{Hasher, Tree, APP, SYSTEM};
 use super::{add_exception, Flags, Scheme};
 use crate::protocol::event::{Event, Exception};
+
+/// Exception lists longer than this hash (and are titled) as plain chains: real groups are far
+/// smaller (the JavaScript SDK links at most 5 errors by default).
+const MAX_GROUP_EXCEPTIONS: usize = 256;
 
 /// What an exception group reduces to.
 pub(super) struct Reduced {
@@ -41,23 +54,20 @@ pub(super) fn reduce(
             .and_then(|m| m.is_exception_group.0)
             .unwrap_or(false)
     };
-    if !exceptions.iter().any(is_group) {
+    if exceptions.len() > MAX_GROUP_EXCEPTIONS || !exceptions.iter().any(is_group) {
         return None;
     }
     let tree = GroupTree::build(exceptions)?;
-    let mut top = Vec::new();
-    tree.top_levels(exceptions, tree.root, 0, &mut top);
+    let mut top = tree.top_levels(exceptions);
     if top.is_empty() {
         return None;
     }
     let ty = |i: usize| exceptions[i].ty.as_deref().unwrap_or("");
     top.sort_by(|&a, &b| ty(b).cmp(ty(a)));
-    let mut keys: Vec<[String; 2]> = Vec::with_capacity(top.len());
+    let mut keys: HashSet<[String; 2]> = HashSet::with_capacity(top.len());
     let mut distinct = Vec::with_capacity(top.len());
     for i in top {
-        let key = exception_key(event, &exceptions[i], platform, rules, flags);
-        if !keys.contains(&key) {
-            keys.push(key);
+        if keys.insert(exception_key(event, &exceptions[i], platform, rules, flags)) {
             distinct.push(i);
         }
     }
@@ -113,56 +123,66 @@ struct GroupTree {
 }
 
 impl GroupTree {
+    /// The tree the ids describe, or `None` unless every exception has a distinct id and
+    /// reaches the root (id 0, without a parent) through its parents.
     fn build(exceptions: &[Exception<'_>]) -> Option<GroupTree> {
         if exceptions.len() <= 1 {
             return None;
         }
-        let mut ids: Vec<(i64, usize)> = Vec::with_capacity(exceptions.len());
-        for (i, exc) in exceptions.iter().enumerate().rev() {
-            let m = exc.mechanism.as_ref()?;
-            let id = m.exception_id.as_i64()?;
-            if m.parent_id.as_i64() == Some(id) || ids.iter().any(|(x, _)| *x == id) {
+        let mut index_of: HashMap<i64, usize> = HashMap::with_capacity(exceptions.len());
+        // Parent index per exception; `None` only for the root.
+        let mut parents: Vec<Option<usize>> = vec![None; exceptions.len()];
+        for (i, exc) in exceptions.iter().enumerate() {
+            let id = exc.mechanism.as_ref()?.exception_id.as_i64()?;
+            if index_of.insert(id, i).is_some() {
                 return None;
             }
-            ids.push((id, i));
         }
-        let index_of = |id: i64| ids.iter().find(|(x, _)| *x == id).map(|(_, i)| *i);
+        let root = *index_of.get(&0)?;
+        for (i, exc) in exceptions.iter().enumerate() {
+            match exc.mechanism.as_ref()?.parent_id.as_i64() {
+                None if i == root => {}
+                Some(p) if i != root => parents[i] = Some(*index_of.get(&p)?),
+                _ => return None,
+            }
+        }
+        if !reaches_root(&parents, root) {
+            return None;
+        }
         let mut children = vec![Vec::new(); exceptions.len()];
-        for (i, exc) in exceptions.iter().enumerate().rev() {
-            let parent = exc.mechanism.as_ref().and_then(|m| m.parent_id.as_i64());
-            if let Some(p) = parent.and_then(index_of) {
+        for (i, parent) in parents.iter().enumerate().rev() {
+            if let Some(p) = *parent {
                 children[p].push(i);
             }
         }
-        Some(GroupTree {
-            root: index_of(0)?,
-            children,
-        })
+        Some(GroupTree { root, children })
     }
 
-    /// The non-group exceptions below groups, depth first; `depth` guards against cycles.
-    fn top_levels(
-        &self,
-        exceptions: &[Exception<'_>],
-        i: usize,
-        depth: usize,
-        out: &mut Vec<usize>,
-    ) {
-        if depth > exceptions.len() {
-            return;
-        }
-        let is_group = exceptions[i]
-            .mechanism
-            .as_ref()
-            .and_then(|m| m.is_exception_group.0)
-            .unwrap_or(false);
-        if is_group {
-            for &c in &self.children[i] {
-                self.top_levels(exceptions, c, depth + 1, out);
+    /// The non-group exceptions below groups, depth first from the root.
+    fn top_levels(&self, exceptions: &[Exception<'_>]) -> Vec<usize> {
+        let is_group = |i: usize| {
+            exceptions[i]
+                .mechanism
+                .as_ref()
+                .and_then(|m| m.is_exception_group.0)
+                .unwrap_or(false)
+        };
+        let mut out = Vec::new();
+        // `build` guarantees a tree; the mark only makes "each node once" independent of it.
+        let mut seen = vec![false; exceptions.len()];
+        let mut stack = vec![self.root];
+        while let Some(i) = stack.pop() {
+            if std::mem::replace(&mut seen[i], true) {
+                continue;
             }
-        } else {
-            out.push(i);
+            if is_group(i) {
+                // Reversed, so the first child is popped (visited) first.
+                stack.extend(self.children[i].iter().rev());
+            } else {
+                out.push(i);
+            }
         }
+        out
     }
 
     /// `i`, its first child, that one's first child, ... (at most `limit` long).
@@ -177,4 +197,31 @@ impl GroupTree {
         }
         path
     }
+}
+
+/// Whether every exception reaches `root` by following `parents`: false on any cycle. Linear:
+/// each walk stops at the first exception already known to reach the root.
+fn reaches_root(parents: &[Option<usize>], root: usize) -> bool {
+    let mut reaches = vec![false; parents.len()];
+    reaches[root] = true;
+    // Exceptions on the current walk; meeting one again is a cycle.
+    let mut on_walk = vec![false; parents.len()];
+    let mut walk = Vec::new();
+    for start in 0..parents.len() {
+        let mut i = start;
+        while !reaches[i] {
+            if std::mem::replace(&mut on_walk[i], true) {
+                return false;
+            }
+            walk.push(i);
+            match parents[i] {
+                Some(p) => i = p,
+                None => return false,
+            }
+        }
+        for j in walk.drain(..) {
+            reaches[j] = true;
+        }
+    }
+    true
 }

@@ -36,7 +36,7 @@ pub(super) fn add_stacktrace<'e>(
         let force = change.is_some_and(|c| c.group == Some(true));
         // Recursion: a frame identical to its caller adds nothing but depth, which must not split
         // groups (a recursion 5 deep and 6 deep is the same bug).
-        let recursion = !force && prev.is_some_and(|p| same_location(p, frame));
+        let recursion = !force && prev.is_some_and(|p| same_location(p, frame, flags));
         let f = tree.open("frame", Some("frame"), "");
         last = f;
         let ignored = if !recursion || tree.explain {
@@ -231,7 +231,10 @@ pub(super) fn family(platform: &str) -> Family {
     }
 }
 
-fn same_location(a: &Frame<'_>, b: &Frame<'_>) -> bool {
+/// Whether `b` repeats its caller `a` (recursion). Under `native_names` the names a frame can be
+/// hashed by when it has no `function` (`raw_function`, `symbol`) count too: else two different
+/// symbols in one package would pass for recursion. The old scheme keeps its hashes.
+fn same_location(a: &Frame<'_>, b: &Frame<'_>, flags: Flags) -> bool {
     a.abs_path == b.abs_path
         && a.package == b.package
         && a.module == b.module
@@ -239,6 +242,7 @@ fn same_location(a: &Frame<'_>, b: &Frame<'_>) -> bool {
         && a.function == b.function
         && a.lineno == b.lineno
         && a.colno == b.colno
+        && (!flags.native_names || (a.raw_function == b.raw_function && a.symbol == b.symbol))
 }
 
 pub(super) fn frame_platform<'e>(frame: &'e Frame<'_>, event_platform: &'e str) -> &'e str {

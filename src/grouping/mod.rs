@@ -132,6 +132,18 @@ pub fn hashes(event: &Event<'_>, config: &Config) -> Vec<String> {
         .collect()
 }
 
+/// The variants of `event` by key (`app`, `system`, `default`, `custom_fingerprint`,
+/// `checksum`, `fallback`), each with its hash or `None` when it does not contribute; the
+/// hashes are those of `hashes()`, in the same order. A grouping transition needs to know which
+/// variant a hash came from (`project_grouping`).
+pub fn variant_hashes(event: &Event<'_>, config: &Config) -> Vec<(&'static str, Option<String>)> {
+    group(event, config, false)
+        .variants
+        .into_iter()
+        .map(|v| (v.key, v.hash))
+        .collect()
+}
+
 /// The explanation of `hashes(event, config)`: the same computation, with its component tree.
 pub fn info(event: &Event<'_>, config: &Config) -> Info {
     info::render(group(event, config, true), config.scheme)

@@ -493,3 +493,143 @@ fn chains_with_ids_but_no_group_keep_their_order() {
         "RuntimeError: r"
     );
 }
+
+/// `event` with every `is_exception_group` mark removed: hashed as a plain chain.
+fn unflagged(event: &Value) -> Value {
+    let mut plain = event.clone();
+    for exc in plain["exception"]["values"].as_array_mut().unwrap() {
+        exc["mechanism"]["is_exception_group"] = json!(false);
+    }
+    plain
+}
+
+fn title_of(event: &Value) -> String {
+    let bytes = serde_json::to_vec(event).unwrap();
+    crate::normalize::summarize(&parse(&bytes).unwrap(), 0.0).title
+}
+
+#[test]
+fn malformed_exception_groups_are_not_reduced() {
+    let valid = group_event(&[("ValueError", "a"), ("ValueError", "a")]);
+    assert_ne!(
+        new(&valid),
+        new(&unflagged(&valid)),
+        "a valid group reduces"
+    );
+    let with = |path: &[(usize, &str, Value)]| {
+        let mut e = valid.clone();
+        for (k, field, v) in path {
+            e["exception"]["values"][*k]["mechanism"][*field] = v.clone();
+        }
+        e
+    };
+    let rows = [
+        // The root (index 2, id 0) and a group below it are each other's parent.
+        (
+            "cycle through the root",
+            with(&[
+                (2, "parent_id", json!(1)),
+                (0, "is_exception_group", json!(true)),
+            ]),
+        ),
+        // Ids 1 and 2 are each other's parent: they never reach the root.
+        (
+            "cycle beside the root",
+            with(&[
+                (0, "parent_id", json!(2)),
+                (0, "is_exception_group", json!(true)),
+                (1, "parent_id", json!(1)),
+            ]),
+        ),
+        ("self parent", with(&[(0, "parent_id", json!(1))])),
+        ("unknown parent", with(&[(1, "parent_id", json!(9))])),
+        ("no parent", with(&[(1, "parent_id", Value::Null)])),
+        ("no root", with(&[(2, "exception_id", json!(7))])),
+    ];
+    for (name, event) in &rows {
+        assert_eq!(new(event), new(&unflagged(event)), "{name}");
+        assert_eq!(title_of(event), "ExceptionGroup: many", "{name}");
+    }
+}
+
+/// Groups nested `depth` deep (root first in the tree, last in the list), one leaf at the bottom.
+fn nested_groups(depth: usize) -> Value {
+    let mut values = vec![json!({"type": "ValueError", "value": "leaf", "mechanism":
+        {"type": "chained", "exception_id": depth, "parent_id": depth - 1},
+        "stacktrace": {"frames": [{"function": "a", "module": "m", "in_app": true}]}})];
+    for id in (0..depth).rev() {
+        let parent = if id == 0 { Value::Null } else { json!(id - 1) };
+        values.push(
+            json!({"type": "ExceptionGroup", "value": format!("level {id}"),
+            "mechanism": {"type": "exceptiongroup", "is_exception_group": true,
+                "exception_id": id, "parent_id": parent}}),
+        );
+    }
+    json!({"platform": "python", "exception": {"values": values}})
+}
+
+#[test]
+fn deep_exception_groups_reduce_to_their_leaf_up_to_a_bound() {
+    let single = json!({"platform": "python", "exception": [{"type": "ValueError", "value": "x",
+        "stacktrace": {"frames": [{"function": "a", "module": "m", "in_app": true}]}}]});
+    // 200 nested groups (201 exceptions) are a valid tree: hashed and titled as the leaf.
+    let deep = nested_groups(200);
+    assert_eq!(new(&deep), new(&single));
+    assert_eq!(title_of(&deep), "ValueError: leaf");
+    // Past the bound the list is hashed and titled as a plain chain.
+    let deeper = nested_groups(2_000);
+    assert_eq!(new(&deeper), new(&unflagged(&deeper)));
+    assert_ne!(new(&deeper), new(&single));
+    assert_eq!(title_of(&deeper), "ExceptionGroup: level 0");
+}
+
+#[test]
+fn recursion_compares_symbols_and_raw_functions_in_the_new_scheme() {
+    let native = |frames: &[Value]| {
+        json!({"platform": "native", "exception": [{"type": "SIGSEGV", "value": "Segfault",
+            "mechanism": {"type": "signalhandler", "synthetic": true},
+            "stacktrace": {"frames": frames}}]})
+    };
+    let sym = |s: &str| json!({"symbol": s, "package": "/usr/bin/app", "instruction_addr": "0x1"});
+    let raw = |s: &str| {
+        json!({"raw_function": s, "symbol": "_Zs", "package": "/usr/bin/app",
+        "instruction_addr": "0x1"})
+    };
+    // (name, stack a, stack b, same hashes in the new scheme)
+    let rows = [
+        (
+            "different symbols are no recursion",
+            vec![sym("_Z4mainv"), sym("_Z7crash_av")],
+            vec![sym("_Z4mainv"), sym("_Z7crash_bv")],
+            false,
+        ),
+        (
+            "a repeated symbol is recursion",
+            vec![sym("_Z4mainv"), sym("_Z7crash_av"), sym("_Z7crash_av")],
+            vec![sym("_Z4mainv"), sym("_Z7crash_av")],
+            true,
+        ),
+        (
+            "different raw functions are no recursion",
+            vec![raw("main"), raw("crash_a()")],
+            vec![raw("main"), raw("crash_b()")],
+            false,
+        ),
+        (
+            "a repeated raw function is recursion",
+            vec![raw("main"), raw("crash_a()"), raw("crash_a()")],
+            vec![raw("main"), raw("crash_a()")],
+            true,
+        ),
+    ];
+    for (name, a, b, same) in rows {
+        let (a, b) = (native(&a), native(&b));
+        assert_eq!(new(&a) == new(&b), same, "{name}");
+    }
+    // The old scheme knows no symbol fallback: switching the frame off changed nothing there.
+    let (a, b) = (
+        native(&[sym("_Z4mainv"), sym("_Z7crash_av")]),
+        native(&[sym("_Z4mainv"), sym("_Z7crash_bv")]),
+    );
+    assert_eq!(old(&a), old(&b));
+}

@@ -107,9 +107,10 @@ pub fn settings_json(s: &GroupingSettings) -> Map<String, Value> {
 
 /// The body's grouping fields applied to `current`; `None` when it names none. Every value is
 /// checked (an unknown scheme, or a rule that does not parse, is a 400 saying which line and
-/// why). A change of scheme or rules keeps the replaced configuration as the secondary one for
-/// `transition_us`, so events keep finding the issues it made, unless the body sets
-/// `secondaryGroupingExpiry` itself (0 or null: no transition; Unix seconds: until then).
+/// why). A change of scheme keeps the replaced configuration as the secondary one for
+/// `transition_us`, so events keep finding the issues it made; a change of rules applies at
+/// once unless the body names the end of a transition in `secondaryGroupingExpiry` (Unix
+/// seconds). `secondaryGroupingExpiry` 0 or null ends any transition.
 pub fn apply_settings(
     body: &Value,
     current: &GroupingSettings,
@@ -150,9 +151,20 @@ pub fn apply_settings(
         primary: primary.clone(),
         ..current.clone()
     };
-    if primary != current.primary {
+    let opted_in = body
+        .get("secondaryGroupingExpiry")
+        .and_then(Value::as_i64)
+        .is_some_and(|secs| secs > 0);
+    if primary.scheme != current.primary.scheme {
+        // A new scheme keeps the issues of the old one together, as an upgrade does.
         next.secondary = Some(current.primary.clone());
         next.secondary_expiry_us = Some(now_us.saturating_add(transition_us));
+    } else if primary != current.primary && opted_in {
+        // Changed rules apply to new events at once (a rule that splits must split), unless
+        // the change asks for a transition by naming its end: then the previous rules keep
+        // finding the issues they made until then. Without that, a transition already running
+        // (an upgrade's) goes on untouched.
+        next.secondary = Some(current.primary.clone());
     }
     if let Some(scheme) = text("secondaryGroupingConfig")? {
         next.secondary = match scheme.as_str() {
@@ -227,24 +239,33 @@ mod tests {
     }
 
     #[test]
-    fn a_rule_change_opens_a_transition() {
-        let s = settings(Scheme::LATEST.id());
-        let body = json!({"fingerprintingRules": "error.type:Foo -> foo"});
-        let next = apply_settings(&body, &s, 1_000, 500)
-            .ok()
-            .flatten()
-            .unwrap();
-        assert_eq!(next.primary.fingerprinting_rules, "error.type:Foo -> foo");
+    fn transitions_for_schemes_and_on_request_for_rules() {
+        let apply = |body: Value, s: &GroupingSettings, now: i64| {
+            apply_settings(&body, s, now, 500).ok().flatten().unwrap()
+        };
+        let s = settings("sh-2026-11");
+        // A scheme change keeps the old configuration for the transition period.
+        let next = apply(json!({"groupingConfig": Scheme::LATEST.id()}), &s, 1_000);
         assert_eq!(next.secondary, Some(s.primary.clone()));
         assert_eq!(next.secondary_expiry_us, Some(1_500));
-        // ... unless the body ends it at once.
+        // A rule change applies at once, and leaves a running transition alone.
+        let after = apply(
+            json!({"fingerprintingRules": "error.type:Foo -> foo"}),
+            &next,
+            1_200,
+        );
+        assert_eq!(after.primary.fingerprinting_rules, "error.type:Foo -> foo");
+        assert_eq!(after.secondary, next.secondary);
+        assert_eq!(after.secondary_expiry_us, Some(1_500));
+        // Naming the end of a transition keeps the previous rules until then.
         let body =
-            json!({"fingerprintingRules": "error.type:Foo -> foo", "secondaryGroupingExpiry": 0});
-        let next = apply_settings(&body, &s, 1_000, 500)
-            .ok()
-            .flatten()
-            .unwrap();
-        assert_eq!((next.secondary, next.secondary_expiry_us), (None, None));
+            json!({"fingerprintingRules": "error.type:Bar -> bar", "secondaryGroupingExpiry": 9});
+        let opted = apply(body, &after, 1_300);
+        assert_eq!(opted.secondary, Some(after.primary.clone()));
+        assert_eq!(opted.secondary_expiry_us, Some(9_000_000));
+        // 0 ends any transition at once.
+        let ended = apply(json!({"secondaryGroupingExpiry": 0}), &opted, 1_400);
+        assert_eq!((ended.secondary, ended.secondary_expiry_us), (None, None));
     }
 
     #[test]

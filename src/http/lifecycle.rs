@@ -372,12 +372,23 @@ pub async fn update_project(
     let now = app.clock.now().timestamp_micros();
     let grouping =
         super::grouping::apply_settings(&body, &current, now, app.grouping.transition_us())?;
+    if let Some(grouping) = grouping {
+        let saved = app
+            .store
+            .set_grouping_settings(p.id, &grouping, &current)
+            .await?;
+        app.grouping.forget(p.id);
+        if !saved {
+            return Err(ApiError(
+                StatusCode::CONFLICT,
+                "the project's grouping settings changed meanwhile (another person, or a \
+                 scheme upgrade); read them again and retry"
+                    .into(),
+            ));
+        }
+    }
     if named_limits {
         app.store.set_project_limits(p.id, &limits).await?;
-    }
-    if let Some(grouping) = grouping {
-        app.store.set_grouping_settings(p.id, &grouping).await?;
-        app.grouping.forget(p.id);
     }
     app.store.set_project_alerts(p.id, a, b, c).await?;
     Ok(Json(project_json(&app, &p).await?))

@@ -71,19 +71,28 @@ impl Store {
         Ok(row.map(from_row))
     }
 
-    /// Replaces a project's grouping settings whole. Returns whether the project exists.
+    /// Replaces a project's grouping settings whole, if they are still `expected` (what the
+    /// caller read): false when they changed meanwhile (another process upgraded the scheme,
+    /// another person saved) or the project is gone, and nothing is written.
     pub async fn set_grouping_settings(
         &self,
         project_id: i64,
         s: &GroupingSettings,
+        expected: &GroupingSettings,
     ) -> Result<bool> {
         let secondary = s.secondary.clone().unwrap_or_default();
+        let was = expected.secondary.clone().unwrap_or_default();
+        // coalesce: NULL never equals NULL, and no stored value is '' or -1.
         let n = on!(&self.write, p => sqlx::query(
             "UPDATE projects SET grouping_config = $1, fingerprinting_rules = $2,
                  grouping_enhancements = $3, secondary_grouping_config = $4,
                  secondary_fingerprinting_rules = $5, secondary_grouping_enhancements = $6,
                  secondary_grouping_expiry = $7
-             WHERE id = $8",
+             WHERE id = $8 AND grouping_config = $9 AND fingerprinting_rules = $10
+                 AND grouping_enhancements = $11 AND coalesce(secondary_grouping_config, '') = $12
+                 AND secondary_fingerprinting_rules = $13
+                 AND secondary_grouping_enhancements = $14
+                 AND coalesce(secondary_grouping_expiry, -1) = $15",
         )
         .bind(&s.primary.scheme)
         .bind(&s.primary.fingerprinting_rules)
@@ -93,6 +102,13 @@ impl Store {
         .bind(&secondary.enhancements)
         .bind(s.secondary.as_ref().and(s.secondary_expiry_us))
         .bind(project_id)
+        .bind(&expected.primary.scheme)
+        .bind(&expected.primary.fingerprinting_rules)
+        .bind(&expected.primary.enhancements)
+        .bind(expected.secondary.as_ref().map_or("", |c| c.scheme.as_str()))
+        .bind(&was.fingerprinting_rules)
+        .bind(&was.enhancements)
+        .bind(expected.secondary.as_ref().and(expected.secondary_expiry_us).unwrap_or(-1))
         .execute(p)
         .await.map(|r| r.rows_affected()))?;
         Ok(n > 0)

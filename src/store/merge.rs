@@ -133,8 +133,12 @@ impl Store {
             .max()
             .unwrap_or(parent.last_seen);
         // The parent keeps its own status and lifecycle state: a merge is not a transition.
+        // Its rolling mute counters are dropped: the children's events now fall in its
+        // windows, and counters that are too low would miss an unmute; without counters the
+        // planner counts exactly (`MuteCounters::from_stored`).
         on!(&mut tx, t => sqlx::query(
-            "UPDATE issues SET event_count = $1, first_seen = $2, last_seen = $3 WHERE id = $4",
+            "UPDATE issues SET event_count = $1, first_seen = $2, last_seen = $3, counters = NULL
+             WHERE id = $4",
         )
         .bind(count)
         .bind(first)

@@ -87,6 +87,123 @@ const STACK_A: [&str; 3] = ["main", "run_loop", "render_frame"];
 const STACK_B: [&str; 3] = ["main", "decode_packet", "memcpy"];
 const STACK_C: [&str; 3] = ["start", "parse_config", "strlen"];
 const STACK_D: [&str; 3] = ["start", "open_socket", "connect"];
+/// A stack whose C++ names the latest scheme trims further than the first one did (return
+/// types, qualifiers): its system hash differs between the schemes.
+const STACK_CPP: [&str; 3] = [
+    "main",
+    "Renderer::draw(Frame const&) const",
+    "std::vector<int>::at(unsigned long)",
+];
+
+/// The events the previous scheme grouped (`fixtures/grouping/make-fixture.sh` sends the same).
+fn old_events() -> Vec<Value> {
+    vec![
+        crash(1, "viewer", &STACK_A),
+        crash(2, "viewer", &STACK_B),
+        python_error(3),
+        message(4),
+        crash(5, "viewer", &STACK_CPP),
+    ]
+}
+
+/// The issues of `old_events()`: the first scheme put the three crashes in one (they share
+/// `SIGSEGV: Segfault`), the over-grouping the latest scheme fixes and the upgrade must not
+/// tear apart. Returns (crashes, python, messages).
+async fn old_issues(server: &TestServer) -> (String, String, String) {
+    let issues = server.all_issues().await;
+    assert_eq!(issues.len(), 3, "{issues:#?}");
+    let crashes = issue_of_event(server, 1).await;
+    assert_eq!(issue_of_event(server, 2).await, crashes);
+    assert_eq!(issue_of_event(server, 5).await, crashes);
+    (
+        crashes,
+        issue_of_event(server, 3).await,
+        issue_of_event(server, 4).await,
+    )
+}
+
+/// The upgrade, from the first event after it to the end of the transition and beyond.
+async fn upgrade_keeps_issues(server: &TestServer) {
+    let (crashes, python, messages) = old_issues(server).await;
+
+    // The next event moves the project to the latest scheme, with a transition in which the
+    // first scheme's hashes still find the issues.
+    post(server, &crash(11, "viewer", &STACK_A)).await;
+    let (_, _, project) = server.api(PROJECT).await;
+    assert_eq!(project["groupingConfig"], Scheme::LATEST.id());
+    assert_eq!(project["secondaryGroupingConfig"], "sh-2026-11");
+    let expiry = project["secondaryGroupingExpiry"].as_i64().unwrap();
+    let thirty_days = server.clock.now().timestamp() + 30 * 86_400;
+    assert!(
+        (expiry - thirty_days).abs() <= 2,
+        "{expiry} vs {thirty_days}"
+    );
+
+    post(server, &crash(12, "viewer", &STACK_B)).await;
+    post(server, &crash(15, "viewer", &STACK_CPP)).await;
+    post(server, &python_error(13)).await;
+    post(server, &message(14)).await;
+    // Events that used to join an issue still join it: no issue split.
+    for (event, issue) in [
+        (11, &crashes),
+        (12, &crashes),
+        (15, &crashes),
+        (13, &python),
+        (14, &messages),
+    ] {
+        assert_eq!(&issue_of_event(server, event).await, issue, "event {event}");
+    }
+    // But a stack never seen before is grouped by the latest scheme at once: the old
+    // type+value hash every segfault shared is not looked up (the app variant gave way).
+    post(server, &crash(16, "viewer", &STACK_C)).await;
+    let own = issue_of_event(server, 16).await;
+    assert!(![&crashes, &python, &messages].contains(&&own));
+    let issues = server.all_issues().await;
+    assert_eq!(issues.len(), 4, "{issues:#?}");
+    let count_of = |id: &str| count(issues.iter().find(|i| i["id"] == id).unwrap());
+    assert_eq!(count_of(&crashes), 6);
+    assert_eq!(count_of(&python), 2);
+    assert_eq!(count_of(&messages), 2);
+
+    // Where both schemes hash a stack alike, the old link did the work; the C++ stack's new
+    // system hash (the latest scheme trims its names further) was linked to the old issue.
+    let (status, _, hashes) = server
+        .api(&format!("/api/0/issues/{crashes}/hashes/"))
+        .await;
+    assert_eq!(status, 200);
+    let links = hashes.as_array().unwrap();
+    let system_hash = |event: u32| async move {
+        let (_, _, info) = server
+            .api(&format!("{PROJECT}events/{event:032x}/grouping-info/"))
+            .await;
+        assert_eq!(info["app"]["contributes"], false, "{info:#}");
+        info["system"]["hash"].as_str().unwrap().to_owned()
+    };
+    for (event, scheme) in [
+        (11, "sh-2026-11"),
+        (12, "sh-2026-11"),
+        (15, Scheme::LATEST.id()),
+    ] {
+        let h = system_hash(event).await;
+        let link = links.iter().find(|l| l["id"] == h.as_str());
+        assert_eq!(
+            link.map(|l| &l["groupingConfig"]),
+            Some(&json!(scheme)),
+            "event {event}: {h} in {hashes:#}"
+        );
+    }
+
+    // After the transition only the latest scheme runs: linked stacks still find their issue
+    // (the C++ one through the link made meanwhile), a new stack gets an issue of its own.
+    server.clock.advance(chrono::Duration::days(31));
+    post(server, &crash(21, "viewer", &STACK_A)).await;
+    post(server, &crash(25, "viewer", &STACK_CPP)).await;
+    post(server, &crash(22, "viewer", &STACK_D)).await;
+    assert_eq!(issue_of_event(server, 21).await, crashes);
+    assert_eq!(issue_of_event(server, 25).await, crashes);
+    assert!(![&crashes, &own].contains(&&issue_of_event(server, 22).await));
+    assert_eq!(server.all_issues().await.len(), 5);
+}
 
 both_backends!(multi_thread: an_upgraded_database_keeps_its_issues);
 async fn an_upgraded_database_keeps_its_issues(backend: Backend) {
@@ -103,16 +220,14 @@ async fn an_upgraded_database_keeps_its_issues(backend: Backend) {
         },
         ..Default::default()
     };
-    assert!(store.set_grouping_settings(pid, &first).await.unwrap());
+    let current = store.grouping_settings(pid).await.unwrap().unwrap();
+    assert!(store
+        .set_grouping_settings(pid, &first, &current)
+        .await
+        .unwrap());
     let old = ProjectGrouping::from_settings(pid, &first);
     let now = server.clock.now_secs();
-    let old_events = [
-        crash(1, "viewer", &STACK_A),
-        crash(2, "viewer", &STACK_B),
-        python_error(3),
-        message(4),
-    ];
-    let batch: Vec<_> = old_events
+    let batch: Vec<_> = old_events()
         .iter()
         .map(|ev| {
             let json = ev.to_string();
@@ -132,91 +247,13 @@ async fn an_upgraded_database_keeps_its_issues(backend: Backend) {
         .collect();
     let mut writer = store.writer(server.clock.clone());
     writer.write_batch(&batch).await.unwrap();
-    let issues = server.all_issues().await;
-    // The first scheme put both crashes in one issue (they share `SIGSEGV: Segfault`): the
-    // over-grouping the new scheme fixes, and what the upgrade must not tear apart.
-    assert_eq!(issues.len(), 3, "{issues:#?}");
-    let crashes = issue_of_event(&server, 1).await;
-    assert_eq!(issue_of_event(&server, 2).await, crashes);
-    let python = issue_of_event(&server, 3).await;
-    let messages = issue_of_event(&server, 4).await;
-
-    // The upgraded server: the next event moves the project to the latest scheme, with a
-    // transition in which the first scheme's hashes still find the issues.
-    post(&server, &crash(11, "viewer", &STACK_A)).await;
-    let (_, _, project) = server.api(PROJECT).await;
-    assert_eq!(project["groupingConfig"], Scheme::LATEST.id());
-    assert_eq!(project["secondaryGroupingConfig"], "sh-2026-11");
-    let expiry = project["secondaryGroupingExpiry"].as_i64().unwrap();
-    let thirty_days = server.clock.now().timestamp() + 30 * 86_400;
-    assert!(
-        (expiry - thirty_days).abs() <= 2,
-        "{expiry} vs {thirty_days}"
-    );
-
-    post(&server, &crash(12, "viewer", &STACK_B)).await;
-    post(&server, &crash(13, "viewer", &STACK_C)).await;
-    post(&server, &python_error(14)).await;
-    post(&server, &message(15)).await;
-    let issues = server.all_issues().await;
-    assert_eq!(issues.len(), 3, "no issue split: {issues:#?}");
-    for (event, issue) in [
-        (11, &crashes),
-        (12, &crashes),
-        (13, &crashes),
-        (14, &python),
-        (15, &messages),
-    ] {
-        assert_eq!(
-            &issue_of_event(&server, event).await,
-            issue,
-            "event {event}"
-        );
-    }
-    let by_id = |id: &str| issues.iter().find(|i| i["id"] == id).unwrap().clone();
-    assert_eq!(count(&by_id(&crashes)), 5);
-    assert_eq!(count(&by_id(&python)), 2);
-    assert_eq!(count(&by_id(&messages)), 2);
-
-    // Every hash the latest scheme gives these crashes is linked to the crash issue. Where the
-    // latest scheme computes what the first one did (a stack's system hash) the hash is the
-    // same string; the stack seen first after the upgrade got a link of the latest scheme.
-    let (status, _, hashes) = server
-        .api(&format!("/api/0/issues/{crashes}/hashes/"))
-        .await;
-    assert_eq!(status, 200);
-    let links = hashes.as_array().unwrap();
-    for event in [11, 12, 13] {
-        let (_, _, info) = server
-            .api(&format!("{PROJECT}events/{event:032x}/grouping-info/"))
-            .await;
-        assert_eq!(info["app"]["contributes"], false, "{info:#}");
-        let h = info["system"]["hash"].as_str().unwrap();
-        assert!(links.iter().any(|l| l["id"] == h), "{h} not in {hashes:#}");
-    }
-    let (_, _, info) = server
-        .api(&format!("{PROJECT}events/{:032x}/grouping-info/", 13))
-        .await;
-    let new_link = links
-        .iter()
-        .find(|l| l["id"] == info["system"]["hash"])
-        .unwrap();
-    assert_eq!(new_link["groupingConfig"], Scheme::LATEST.id());
-
-    // After the transition only the latest scheme runs: a linked stack still finds its issue,
-    // and a crash never seen before gets an issue of its own.
-    server.clock.advance(chrono::Duration::days(31));
-    post(&server, &crash(21, "viewer", &STACK_A)).await;
-    post(&server, &crash(22, "viewer", &STACK_D)).await;
-    assert_eq!(issue_of_event(&server, 21).await, crashes);
-    let fresh = issue_of_event(&server, 22).await;
-    assert_ne!(fresh, crashes);
-    assert_eq!(server.all_issues().await.len(), 4);
+    upgrade_keeps_issues(&server).await;
     server.stop().await;
 }
 
 /// The same upgrade on a real file written by the previous release (commit 53b3940, which only
-/// knew `sh-2026-11`; `fixtures/grouping/make-fixture.sh` made it). SQLite only: a file.
+/// knew `sh-2026-11`; `fixtures/grouping/make-fixture.sh` made it from `old_events()`). SQLite
+/// only: it is a file. Its stored hashes are the ones this release computes for `sh-2026-11`.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_database_of_the_previous_release_keeps_its_issues() {
     let dir = tempfile::TempDir::new().unwrap();
@@ -239,45 +276,7 @@ async fn a_database_of_the_previous_release_keeps_its_issues() {
         std::sync::Arc::new(|s: &mut stackhound::app::Settings| s.background = false),
     )
     .await;
-    let before = server.all_issues().await;
-    assert_eq!(before.len(), 3, "{before:#?}");
-    let crashes = issue_of_event(&server, 1).await;
-    assert_eq!(issue_of_event(&server, 2).await, crashes);
-    let python = issue_of_event(&server, 3).await;
-    let messages = issue_of_event(&server, 4).await;
-
-    post(&server, &crash(11, "viewer", &STACK_A)).await;
-    post(&server, &crash(12, "viewer", &STACK_B)).await;
-    post(&server, &python_error(13)).await;
-    post(&server, &message(14)).await;
-    assert_eq!(server.all_issues().await.len(), 3);
-    for (event, issue) in [
-        (11, &crashes),
-        (12, &crashes),
-        (13, &python),
-        (14, &messages),
-    ] {
-        assert_eq!(
-            &issue_of_event(&server, event).await,
-            issue,
-            "event {event}"
-        );
-    }
-    let (_, _, project) = server.api(PROJECT).await;
-    assert_eq!(project["groupingConfig"], Scheme::LATEST.id());
-    assert_eq!(project["secondaryGroupingConfig"], "sh-2026-11");
-    // The first scheme, as kept in this release, computed the very hashes the old release
-    // stored: the old links are what found the issues.
-    let (_, _, hashes) = server
-        .api(&format!("/api/0/issues/{crashes}/hashes/"))
-        .await;
-    let old = hashes
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|h| h["groupingConfig"] == "sh-2026-11")
-        .count();
-    assert_eq!(old, 3, "{hashes:#}");
+    upgrade_keeps_issues(&server).await;
     server.stop().await;
 }
 
@@ -478,11 +477,13 @@ async fn project_rules_change_grouping(backend: Backend) {
     assert_ne!(issue_of_python_or_rust(&server, &ids[1]).await, first);
 
     // Rules: every DatabaseUnavailable is one issue; retry helpers do not take part in
-    // grouping. The change keeps existing issues (a transition): events that used to join
-    // the first timeout issue still do, and from now on both stacks join it.
+    // grouping. The change asks for a transition (it names its end), so existing issues keep
+    // their events: events that used to join the first timeout issue still do, and from now
+    // on both stacks join it.
     let rules = json!({
         "fingerprintingRules": "# outages\nerror.type:DatabaseUnavailable -> system-down title=\"Database down\"",
         "groupingEnhancements": "stack.function:\"shop::retry_*\" -group",
+        "secondaryGroupingExpiry": chrono::Utc::now().timestamp() + 86_400,
     });
     let (status, body) = server.put_api(PROJECT, &rules).await;
     assert_eq!(status, 200, "{body}");
@@ -538,7 +539,8 @@ async fn project_rules_change_grouping(backend: Backend) {
         .await;
     assert!(info.to_string().contains("-group"), "{info:#}");
 
-    // Ending the transition: a rule that splits applies to every new event at once.
+    // Without a transition (the default for rules, and 0 ends the running one), a rule that
+    // splits applies to every new event at once.
     let (status, body) = server
         .put_api(
             PROJECT,
