@@ -198,35 +198,19 @@ impl GroupingCache {
                 return Ok(g.clone());
             }
         }
-        let Some(mut settings) = self.store.grouping_settings(project_id).await? else {
-            return Ok(Arc::default());
+        let settings = match self.load(project_id, now).await {
+            Ok(Some(settings)) => settings,
+            Ok(None) => return Ok(Arc::default()),
+            // A refresh that fails (a storage fault) keeps what was read last: the event
+            // need not fail for settings that rarely change.
+            Err(e) => match cached {
+                Some((g, _, _)) => {
+                    tracing::debug!(project_id, error = %e, "grouping settings kept");
+                    return Ok(g);
+                }
+                None => return Err(e),
+            },
         };
-        // Only a known older scheme is upgraded: one this version does not know was written by
-        // a newer version, and is left alone.
-        let outdated =
-            Scheme::from_id(&settings.primary.scheme).is_some_and(|s| s != Scheme::LATEST);
-        if outdated {
-            let until = now.saturating_add(self.transition_us);
-            let from = settings.primary.scheme.clone();
-            if self
-                .store
-                .upgrade_grouping_scheme(project_id, &from, Scheme::LATEST.id(), until)
-                .await?
-            {
-                tracing::info!(
-                    project_id,
-                    from,
-                    to = Scheme::LATEST.id(),
-                    "grouping scheme upgraded"
-                );
-            }
-            // Whoever upgraded it, read what is stored now.
-            settings = self
-                .store
-                .grouping_settings(project_id)
-                .await?
-                .unwrap_or(settings);
-        }
         // Rules compile to matchers: parse them again only when the stored texts changed.
         let g = match cached {
             Some((g, was, _)) if *was == settings => g,
@@ -239,6 +223,45 @@ impl GroupingCache {
             m.insert(project_id, (g.clone(), Arc::new(settings), now));
         }
         Ok(g)
+    }
+
+    /// A project's stored settings, after upgrading an outdated scheme.
+    async fn load(
+        &self,
+        project_id: i64,
+        now: i64,
+    ) -> Result<Option<GroupingSettings>, StoreError> {
+        let Some(settings) = self.store.grouping_settings(project_id).await? else {
+            return Ok(None);
+        };
+        // Only a known older scheme is upgraded: one this version does not know was written by
+        // a newer version, and is left alone.
+        let outdated =
+            Scheme::from_id(&settings.primary.scheme).is_some_and(|s| s != Scheme::LATEST);
+        if !outdated {
+            return Ok(Some(settings));
+        }
+        let until = now.saturating_add(self.transition_us);
+        let from = settings.primary.scheme.clone();
+        if self
+            .store
+            .upgrade_grouping_scheme(project_id, &from, Scheme::LATEST.id(), until)
+            .await?
+        {
+            tracing::info!(
+                project_id,
+                from,
+                to = Scheme::LATEST.id(),
+                "grouping scheme upgraded"
+            );
+        }
+        // Whoever upgraded it, read what is stored now.
+        Ok(Some(
+            self.store
+                .grouping_settings(project_id)
+                .await?
+                .unwrap_or(settings),
+        ))
     }
 
     /// Drops a project's cached grouping after its settings changed.
