@@ -86,6 +86,7 @@ pub fn start(store: Store, settings: Settings) -> Server {
         settings.limits.queue_capacity,
         settings.limits.max_batch,
         writers,
+        crate::metrics::Metrics::new(),
     );
     let state = AppState {
         keys: KeyCache::new(store.clone(), settings.clock.clone()),
@@ -103,26 +104,69 @@ pub fn start(store: Store, settings: Settings) -> Server {
         limits: settings.limits,
         public_url: settings.public_url,
         org: settings.org,
+        heartbeats: crate::health::Heartbeats::new(settings.background),
     };
     let mut background = Vec::new();
+    // Histogram samples wait in lock-free buckets until drained: without a scrape they
+    // would pile up, so they are drained every few seconds, workers on or off.
+    background.push(tokio::spawn(metrics_upkeep(state.pipeline.metrics.clone())));
+    let workers = Workers {
+        heartbeats: state.heartbeats.clone(),
+        metrics: state.pipeline.metrics.clone(),
+        clock: state.clock.clone(),
+    };
     if store.backend() == Backend::Sqlite {
-        background.push(tokio::spawn(checkpoint_loop(store.clone())));
+        workers.expect("checkpoint", 30);
+        background.push(tokio::spawn(checkpoint_loop(
+            store.clone(),
+            workers.clone(),
+        )));
     }
     if settings.background {
+        workers.expect("unmute", 30);
         background.push(tokio::spawn(unmute_loop(
             store.clone(),
             state.clock.clone(),
+            workers.clone(),
         )));
+        // A 60 s loop whose round may take a while: three periods.
+        workers.expect("retention", 180);
         background.push(tokio::spawn(retention_loop(
             store.clone(),
             state.clock.clone(),
             settings.retention,
+            workers.clone(),
         )));
+        workers.expect("quota", 30);
         background.push(tokio::spawn(quota_loop(
             state.quotas.clone(),
             store.clone(),
             state.clock.clone(),
+            workers.clone(),
         )));
+        // Cron monitors: missed deadlines, timeouts, incident events and resolves.
+        workers.expect("monitors", 30);
+        background.push(tokio::spawn(
+            crate::monitor::worker::MonitorWorker::new(
+                &state,
+                crate::alert::worker::instance_id(),
+            )
+            .run(std::future::pending()),
+        ));
+        match crate::responder::worker::ResponderWorker::new(
+            store.clone(),
+            state.clock.clone(),
+            settings.smtp.clone(),
+            state.public_url.clone(),
+            state.org.clone(),
+            state.heartbeats.clone(),
+        ) {
+            Ok(mut worker) => {
+                worker.policy.lease = settings.alert_lease;
+                background.push(tokio::spawn(worker.run(std::future::pending())))
+            }
+            Err(e) => tracing::error!(error = %e, "responder actions are off: no HTTP client"),
+        }
         match AlertWorker::new(
             store,
             state.clock.clone(),
@@ -132,6 +176,9 @@ pub fn start(store: Store, settings: Settings) -> Server {
         ) {
             Ok(mut worker) => {
                 worker.policy.lease = settings.alert_lease;
+                worker.metrics = state.pipeline.metrics.clone();
+                worker.heartbeats = state.heartbeats.clone();
+                workers.expect("alerts", 30);
                 background.push(tokio::spawn(worker.run(std::future::pending())))
             }
             Err(e) => tracing::error!(error = %e, "alert delivery is off: no HTTP client"),
@@ -191,26 +238,33 @@ pub async fn serve(
 
 /// Lifts time-limited mutes when their time has come, even if no event arrives. Every process
 /// runs this; the store claims each due issue for one of them.
-async fn unmute_loop(store: Store, clock: Clock) {
+async fn unmute_loop(store: Store, clock: Clock, workers: Workers) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(e) = store.unmute_due(clock.now().timestamp_micros()).await {
-            tracing::warn!(error = %e, "timed unmute failed");
+        match store.unmute_due(clock.now().timestamp_micros()).await {
+            Ok(n) => workers.metrics.transitions(0, 0, n as u64),
+            Err(e) => {
+                workers.metrics.db_error("unmute");
+                tracing::warn!(error = %e, "timed unmute failed");
+            }
         }
+        workers.beat("unmute");
     }
 }
 
 /// Shares this process's quota counts with the others through the database, once a second.
-async fn quota_loop(quotas: Quotas, store: Store, clock: Clock) {
+async fn quota_loop(quotas: Quotas, store: Store, clock: Clock, workers: Workers) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         if let Err(e) = quotas.sync(&store, clock.now().timestamp()).await {
+            workers.metrics.db_error("quota_sync");
             tracing::warn!(error = %e, "quota sync failed");
         }
+        workers.beat("quota");
     }
 }
 
@@ -219,7 +273,7 @@ async fn quota_loop(quotas: Quotas, store: Store, clock: Clock) {
 /// step takes rows no other process holds. Between steps it pauses briefly: on SQLite the
 /// ingest writer waits for the lock by polling (up to 100 ms apart), and a step taken again at
 /// once could keep it waiting through several steps.
-async fn retention_loop(store: Store, clock: Clock, defaults: RetentionDefaults) {
+async fn retention_loop(store: Store, clock: Clock, defaults: RetentionDefaults, workers: Workers) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -231,12 +285,14 @@ async fn retention_loop(store: Store, clock: Clock, defaults: RetentionDefaults)
                 Ok(0) => break,
                 Ok(n) => deleted += n,
                 Err(e) => {
+                    workers.metrics.db_error("retention");
                     tracing::warn!(error = %e, "retention step failed");
                     break;
                 }
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
+        workers.beat("retention");
         if deleted > 0 {
             tracing::info!(
                 deleted,
@@ -247,13 +303,47 @@ async fn retention_loop(store: Store, clock: Clock, defaults: RetentionDefaults)
 }
 
 /// Keeps the WAL short by checkpointing off the writer's path twice a second (SQLite only).
-async fn checkpoint_loop(store: Store) {
+async fn checkpoint_loop(store: Store, workers: Workers) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         if let Err(e) = store.checkpoint().await {
+            workers.metrics.db_error("checkpoint");
             tracing::warn!(error = %e, "checkpoint failed");
         }
+        workers.beat("checkpoint");
+    }
+}
+
+/// What the periodic loops report to: their heartbeats (`/health`) and metrics.
+#[derive(Clone)]
+struct Workers {
+    heartbeats: crate::health::Heartbeats,
+    metrics: crate::metrics::Metrics,
+    clock: Clock,
+}
+
+impl Workers {
+    /// The loop `name` starts now and finishes a round at least every `secs` seconds.
+    fn expect(&self, name: &'static str, secs: u64) {
+        let now = self.clock.now().timestamp_micros();
+        self.heartbeats
+            .expect(name, now, std::time::Duration::from_secs(secs));
+    }
+
+    fn beat(&self, name: &'static str) {
+        self.heartbeats
+            .beat(name, self.clock.now().timestamp_micros());
+    }
+}
+
+/// Drains histogram samples into their buckets every few seconds (see `Metrics::upkeep`).
+async fn metrics_upkeep(metrics: crate::metrics::Metrics) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        metrics.upkeep();
     }
 }

@@ -55,6 +55,12 @@ pub enum Command {
     /// Manage a project's alert channels (webhook, Slack-compatible, email).
     #[command(subcommand)]
     Channel(ChannelCommand),
+    /// Manage responders: ladders of actions taken while a matching issue stays open.
+    #[command(subcommand)]
+    Responder(ResponderCommand),
+    /// Cron monitors (created by check-ins that carry `monitor_config`).
+    #[command(subcommand)]
+    Monitor(MonitorCommand),
     /// Send realistic error envelopes to a DSN and report throughput and latency.
     Stress(stress::StressArgs),
     /// A server that only reads request bodies: the HTTP ceiling for benchmarks.
@@ -141,6 +147,39 @@ pub enum ChannelCommand {
     List { project: String },
     /// Remove a channel.
     Remove { project: String, id: i64 },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MonitorCommand {
+    /// List monitors with each environment's status and next expected check-in.
+    List {
+        /// Only this project's monitors.
+        #[arg(long)]
+        project: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ResponderCommand {
+    /// Create a responder from one JSON document (`{"watch_pattern": ..., "actions": [...]}`,
+    /// as `POST .../responders/` takes it); nothing is stored unless all of it is valid.
+    Create {
+        /// The document; `-` reads standard input.
+        #[arg(long)]
+        file: std::path::PathBuf,
+        #[arg(long, default_value = "default")]
+        project: String,
+        /// Print the stored responder as JSON (the API's shape).
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a project's responders.
+    List {
+        #[arg(long, default_value = "default")]
+        project: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -430,6 +469,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             store.close().await;
         }
+        Command::Monitor(MonitorCommand::List { project }) => {
+            let store = open_store(&common).await?;
+            let projects = match project {
+                Some(slug) => vec![store
+                    .project_by_slug(&slug)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("no project '{slug}'"))?],
+                None => store.list_projects().await?,
+            };
+            for p in projects {
+                for m in store.monitors(p.id).await? {
+                    let envs = store.monitor_envs(m.id).await?;
+                    if envs.is_empty() {
+                        println!("{}\t{}\t-\tactive\t-", p.slug, m.slug);
+                    }
+                    for e in envs {
+                        let next = e
+                            .next_expected_at
+                            .map_or_else(|| "-".to_string(), crate::issue::view::iso);
+                        println!(
+                            "{}\t{}\t{}\t{}\t{}",
+                            p.slug, m.slug, e.environment, e.status, next
+                        );
+                    }
+                }
+            }
+            store.close().await;
+        }
+        Command::Responder(cmd) => {
+            let store = open_store(&common).await?;
+            responder_command(&store, &clock, cmd).await?;
+            store.close().await;
+        }
         Command::Stress(args) => {
             stress::run(args).await?;
         }
@@ -459,4 +531,60 @@ async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+async fn responder_command(store: &Store, clock: &Clock, cmd: ResponderCommand) -> anyhow::Result<()> {
+    let project = |slug: String| async move {
+        store
+            .project_by_slug(&slug)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no project '{slug}'"))
+    };
+    match cmd {
+        ResponderCommand::Create {
+            file,
+            project: slug,
+            json,
+        } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?
+            };
+            let body: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", file.display()))?;
+            let spec = crate::responder::parse_spec(&body).map_err(anyhow::Error::msg)?;
+            let p = project(slug).await?;
+            let r = store
+                .create_responder(p.id, &spec, clock.now().timestamp_micros())
+                .await?;
+            if json {
+                println!("{}", crate::http::responders::responder_json(&r));
+            } else {
+                println!("{}\t{}", r.id, r.watch_pattern);
+            }
+        }
+        ResponderCommand::List {
+            project: slug,
+            json,
+        } => {
+            let p = project(slug).await?;
+            for r in store.responders(p.id).await? {
+                if json {
+                    println!("{}", crate::http::responders::responder_json(&r));
+                } else {
+                    let actions: Vec<serde_json::Value> =
+                        serde_json::from_str(&r.actions).unwrap_or_default();
+                    let ladder: Vec<String> = actions
+                        .iter()
+                        .map(|a| format!("{}+{}s", a["target"].as_str().unwrap_or("?"), a["delay_sec"]))
+                        .collect();
+                    let state = if r.enabled { "enabled" } else { "disabled" };
+                    println!("{}\t{}\t{}\t{}", r.id, state, r.watch_pattern, ladder.join(" "));
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -291,6 +291,9 @@ pub struct Pipeline {
     queue: mpsc::Sender<Job>,
     pub counters: Arc<Counters>,
     pub health: Arc<StorageHealth>,
+    /// The server's Prometheus metrics (`/metrics`): the writers count batches and
+    /// transitions, the handlers count requests.
+    pub metrics: crate::metrics::Metrics,
     /// Requests admitted and not yet answered; at most the queue's capacity.
     in_flight: Arc<AtomicUsize>,
     capacity: usize,
@@ -308,6 +311,7 @@ impl Pipeline {
         capacity: usize,
         max_batch: usize,
         writers: usize,
+        metrics: crate::metrics::Metrics,
     ) -> (Pipeline, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity);
         let shared = Arc::new(Shared {
@@ -324,6 +328,7 @@ impl Pipeline {
                     max_batch,
                     counters.clone(),
                     health.clone(),
+                    metrics.clone(),
                 ))
             })
             .collect();
@@ -339,6 +344,7 @@ impl Pipeline {
                 queue: tx,
                 counters,
                 health,
+                metrics,
                 in_flight: Arc::default(),
                 capacity,
             },
@@ -415,6 +421,7 @@ async fn run_writer(
     max_batch: usize,
     counters: Arc<Counters>,
     health: Arc<StorageHealth>,
+    metrics: crate::metrics::Metrics,
 ) {
     let mut jobs = Vec::with_capacity(max_batch);
     loop {
@@ -464,7 +471,15 @@ async fn run_writer(
                 batch.push(e);
             }
             let batch_replies: Vec<_> = replies.by_ref().take(batch.len()).collect();
-            write_events(&mut writer, batch, batch_replies, &counters, &health).await;
+            write_events(
+                &mut writer,
+                batch,
+                batch_replies,
+                &counters,
+                &health,
+                &metrics,
+            )
+            .await;
         }
     }
     tracing::debug!("writer drained and stopped");
@@ -479,6 +494,7 @@ async fn write_events(
     replies: Vec<oneshot::Sender<Outcome>>,
     counters: &Counters,
     health: &StorageHealth,
+    metrics: &crate::metrics::Metrics,
 ) {
     if events.is_empty() {
         return;
@@ -488,29 +504,35 @@ async fn write_events(
     let results: Vec<Outcome> = match writer.write_batch(&events).await {
         Ok(results) => {
             health.committed();
+            committed(metrics, writer);
             results.into_iter().map(Outcome::Stored).collect()
         }
         Err(e) if e.is_storage_fault() => {
             // Every event would fail the same way: the whole batch is refused (503) and the
             // next one tries again, on a fresh connection.
+            metrics.db_error("write_batch");
             health.failed(&e.to_string());
             (0..n).map(|_| Outcome::Fault).collect()
         }
         Err(e) => {
             // One bad row must not fail its neighbours: retry each event on its own.
             tracing::warn!(error = %e, n, "batch failed; retrying one by one");
+            metrics.db_error("write_batch");
             let mut out = Vec::with_capacity(n);
             for ev in events.chunks(1) {
                 match writer.write_batch(ev).await {
                     Ok(mut r) => {
                         health.committed();
+                        committed(metrics, writer);
                         out.push(r.pop().map_or(Outcome::Failed, Outcome::Stored))
                     }
                     Err(e) if e.is_storage_fault() => {
+                        metrics.db_error("write_batch");
                         health.failed(&e.to_string());
                         out.push(Outcome::Fault);
                     }
                     Err(e) => {
+                        metrics.db_error("write_batch");
                         tracing::error!(error = %e, "event could not be stored");
                         out.push(Outcome::Failed);
                     }
@@ -520,6 +542,7 @@ async fn write_events(
         }
     };
     counters.batches.fetch_add(1, Ordering::Relaxed);
+    metrics.batch(n, started.elapsed());
     drop(events);
     for (reply, result) in replies.into_iter().zip(results) {
         if let Outcome::Stored(r) = &result {
@@ -538,6 +561,13 @@ async fn write_events(
         tracing::warn!(?elapsed, "slow batch commit");
     }
     tracing::debug!(n, ?elapsed, "batch committed");
+}
+
+/// Counts what a committed batch did to issues: only after its commit, since a batch that
+/// rolled back is written again and would count twice.
+fn committed(metrics: &crate::metrics::Metrics, writer: &Writer) {
+    let t = writer.last_transitions();
+    metrics.transitions(t.created, t.regressed, t.unmuted);
 }
 
 /// A cached answer: the key's project (None: no such key) and when it was looked up (µs).

@@ -261,6 +261,9 @@ fn parse_kind(kind: &str) -> Option<AlertKind> {
 
 /// How a human reads the kind at the start of a message.
 fn headline(kind: &str) -> &'static str {
+    if kind == "responder" {
+        return "Still unresolved";
+    }
     match parse_kind(kind) {
         Some(AlertKind::NewIssue) => "New issue",
         Some(AlertKind::Regression) => "Regression",
@@ -270,6 +273,9 @@ fn headline(kind: &str) -> &'static str {
 }
 
 fn emoji(kind: &str) -> &'static str {
+    if kind == "responder" {
+        return ":alarm_clock:";
+    }
     match parse_kind(kind) {
         Some(AlertKind::NewIssue) => ":rotating_light:",
         Some(AlertKind::Regression) => ":repeat:",

@@ -71,6 +71,10 @@ pub struct AlertWorker {
     pub policy: RetryPolicy,
     /// Names this process in the leases it takes (`host:pid:random`).
     pub instance: String,
+    /// Where attempts are counted (`/metrics`); the server sets its own.
+    pub metrics: crate::metrics::Metrics,
+    /// Where `run` reports each round (`/health`); the server sets its own.
+    pub heartbeats: crate::health::Heartbeats,
 }
 
 impl AlertWorker {
@@ -94,6 +98,8 @@ impl AlertWorker {
             org,
             policy: RetryPolicy::default(),
             instance: instance_id(),
+            metrics: crate::metrics::Metrics::default(),
+            heartbeats: crate::health::Heartbeats::default(),
         })
     }
 
@@ -114,6 +120,7 @@ impl AlertWorker {
         {
             Ok(rows) => rows,
             Err(e) => {
+                self.metrics.db_error("claim_alerts");
                 tracing::warn!(error = %e, "could not claim due alerts");
                 return 0;
             }
@@ -136,7 +143,9 @@ impl AlertWorker {
                 _ = tick.tick() => {
                     // A full batch means more may be due: go again at once, still
                     // checking for shutdown between rounds.
-                    if self.run_due().await as i64 >= self.policy.batch.max(1) {
+                    let attempted = self.run_due().await;
+                    self.heartbeats.beat("alerts", self.clock.now().timestamp_micros());
+                    if attempted as i64 >= self.policy.batch.max(1) {
                         tick.reset_immediately();
                     }
                 }
@@ -150,12 +159,15 @@ impl AlertWorker {
         let now = self.clock.now().timestamp_micros();
         match &attempt {
             Attempt::Delivered { .. } => {
+                self.metrics.alert("delivered");
                 tracing::info!(alert = row.id, kind = %row.kind, "alert delivered")
             }
             Attempt::Retry { error, .. } => {
+                self.metrics.alert("retry");
                 tracing::info!(alert = row.id, attempts = row.attempts + 1, %error, "alert delivery failed; will retry")
             }
             Attempt::GaveUp { error, .. } => {
+                self.metrics.alert("failed");
                 tracing::warn!(alert = row.id, attempts = row.attempts + 1, %error, "alert delivery given up")
             }
         }
@@ -168,6 +180,7 @@ impl AlertWorker {
             ),
             // The lease runs out and the row is claimed again: a repeat, never a loss.
             Err(e) => {
+                self.metrics.db_error("record_alert");
                 tracing::error!(alert = row.id, error = %e, "could not record an alert attempt")
             }
         }

@@ -208,11 +208,25 @@ pub async fn issue_detail(
             ("pluginActions", json!([])),
             // Not in Sentry's detail (it has `/hashes/`): which hashes bring events here.
             ("hashes", super::grouping::hashes_json(&app, row.id).await?),
+            // Not in Sentry's: what responders have done and will do (`/actions/` has all).
+            ("responderActions", responder_actions(&app, row.id).await?),
         ] {
             m.insert(k.into(), v);
         }
     }
     Ok(Json(issue))
+}
+
+/// The issue's responder actions still pending and those taken (delivered or given up).
+async fn responder_actions(app: &AppState, issue_id: i64) -> ApiResult<Value> {
+    let runs = app.store.issue_actions(issue_id).await?;
+    let pick = |want: &[&str]| -> Vec<Value> {
+        runs.iter()
+            .filter(|(r, _)| want.contains(&r.status.as_str()))
+            .map(|(r, a)| super::responders::run_json(r, a))
+            .collect()
+    };
+    Ok(json!({"pending": pick(&["pending"]), "taken": pick(&["delivered", "failed"])}))
 }
 
 pub async fn org_issue_detail(
@@ -390,10 +404,22 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
         });
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     }
-    match app.store.ping().await {
-        Ok(()) => {
+    if let Err(e) = app.store.ping().await {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
+    }
+    // A process whose schema is behind its code (another process still migrating, a failed
+    // migration) must not get traffic.
+    match app.store.migrations().await {
+        Ok(m) if m.complete() => {
             Json(json!({"ready": true, "storage": "ok", "ingestion": ingestion})).into_response()
         }
+        Ok(m) => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!(
+                "migrations not applied: at version {} of {}",
+                m.applied, m.known
+            ),
+        ),
         Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
 }

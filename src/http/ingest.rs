@@ -27,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::BytesMut;
 use http_body_util::BodyExt;
+use std::time::Instant;
 
 /// A refused request: its status, the `detail` the client sees, and for quotas how long the
 /// client should hold back.
@@ -36,15 +37,23 @@ pub struct Reject {
     pub detail: String,
     /// `Retry-After` seconds and the `X-Sentry-Rate-Limits` value of a 429.
     pub rate_limit: Option<(u64, String)>,
+    /// The `reason` label of `stackhound_events_rejected_total` (`metrics::REASONS`).
+    pub reason: &'static str,
 }
 
 impl Reject {
     fn new(status: u16, detail: impl ToString) -> Reject {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
         Reject {
-            status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            status,
             detail: detail.to_string(),
             rate_limit: None,
+            reason: crate::metrics::reason_of_status(status.as_u16()),
         }
+    }
+
+    fn with_reason(self, reason: &'static str) -> Reject {
+        Reject { reason, ..self }
     }
 
     fn too_large() -> Reject {
@@ -77,7 +86,7 @@ impl Reject {
                 1,
                 ratelimit::quota_limit(1, &[], "organization", "overloaded"),
             )),
-            ..Reject::new(503, detail)
+            ..Reject::new(503, detail).with_reason("overloaded")
         }
     }
 }
@@ -91,7 +100,8 @@ impl From<IngestError> for Reject {
         match e {
             IngestError::InvalidEvent(_) => Reject::new(400, e),
             IngestError::Overloaded => Reject::overloaded(e),
-            IngestError::StoreFailed | IngestError::StorageFault => Reject::new(503, e),
+            IngestError::StoreFailed => Reject::new(503, e).with_reason("store_failed"),
+            IngestError::StorageFault => Reject::new(503, e).with_reason("storage_fault"),
         }
     }
 }
@@ -99,6 +109,7 @@ impl From<crate::store::StoreError> for Reject {
     fn from(e: crate::store::StoreError) -> Reject {
         tracing::error!(error = %e, "database error while authenticating");
         Reject::new(503, "the server cannot reach its database, retry later")
+            .with_reason("database")
     }
 }
 
@@ -113,7 +124,21 @@ struct Answer {
 
 const RATE_LIMITS: HeaderName = HeaderName::from_static("x-sentry-rate-limits");
 
-fn respond(result: Result<Answer, Reject>) -> Response {
+/// Answers an ingestion request and counts it: accepted or refused (by reason), and its
+/// latency from `started` (when the handler got it).
+fn respond(app: &AppState, started: Instant, result: Result<Answer, Reject>) -> Response {
+    let metrics = &app.pipeline.metrics;
+    match &result {
+        Ok(Answer { id: Some(_), .. }) => metrics.accepted("error"),
+        Ok(_) => {}
+        Err(r) => metrics.rejected(r.reason),
+    }
+    let resp = answer(result);
+    metrics.ingest_latency(started.elapsed());
+    resp
+}
+
+fn answer(result: Result<Answer, Reject>) -> Response {
     match result {
         Ok(answer) => {
             let mut resp = match answer.id {
@@ -149,7 +174,9 @@ pub async fn envelope(
     uri: Uri,
     body: Body,
 ) -> Response {
-    respond(ingest_envelope(&app, &project_id, &headers, uri.query(), body).await)
+    let started = Instant::now();
+    let result = ingest_envelope(&app, &project_id, &headers, uri.query(), body).await;
+    respond(&app, started, result)
 }
 
 pub async fn store(
@@ -159,7 +186,9 @@ pub async fn store(
     uri: Uri,
     body: Body,
 ) -> Response {
-    respond(ingest_store(&app, &project_id, &headers, uri.query(), body).await)
+    let started = Instant::now();
+    let result = ingest_store(&app, &project_id, &headers, uri.query(), body).await;
+    respond(&app, started, result)
 }
 
 fn path_project(project_id: &str) -> Result<i64, Reject> {
@@ -371,7 +400,10 @@ async fn body_under_cap(
 /// Bytes the decoded items we keep can take at most: the envelope header, one item header and
 /// one event.
 fn kept_allowance(limits: &envelope::Limits) -> usize {
-    limits.max_for(&ItemType::Event) + 4 * envelope::MAX_HEADER_LEN
+    // A cron check-in (`check_in`, at most 100 KiB) is kept too.
+    limits.max_for(&ItemType::Event)
+        + limits.max_for(&ItemType::CheckIn)
+        + 4 * envelope::MAX_HEADER_LEN
 }
 
 async fn ingest_envelope(
@@ -415,6 +447,7 @@ async fn ingest_envelope(
     let mut answer = Answer::default();
     for item in &env.dropped {
         app.pipeline.counters.dropped_item(item.ty.as_str());
+        app.pipeline.metrics.dropped(&item.ty);
     }
     if app.limits.dropped_retry_secs > 0 {
         let categories = ratelimit::categories_of(env.dropped.iter().map(|d| &d.ty));
@@ -426,6 +459,10 @@ async fn ingest_envelope(
                 "not_processed",
             ));
         }
+    }
+    // Cron check-ins (an envelope may hold one and no event) are recorded before the event.
+    for item in env.items.iter().filter(|i| i.ty == ItemType::CheckIn) {
+        super::monitors::envelope_item(app, pid, &item.payload).await?;
     }
     let Some(event) = env.items.iter().find(|i| i.ty == ItemType::Event) else {
         // An envelope without an event is answered `{}` (Relay does the same).
@@ -472,7 +509,7 @@ fn read_envelope(
     limits: &envelope::Limits,
 ) -> Result<envelope::StreamedEnvelope, Reject> {
     let mut reader = compression::reader(raw, encodings, max_decoded)?;
-    let keep = |ty: &ItemType| *ty == ItemType::Event;
+    let keep = |ty: &ItemType| matches!(ty, ItemType::Event | ItemType::CheckIn);
     envelope::read(&mut reader, &keep, limits).map_err(|e| match e {
         envelope::ReadError::Envelope(e) => e.into(),
         envelope::ReadError::Source(e) => compression::read_error(e, encodings, max_decoded).into(),

@@ -2,8 +2,11 @@
 
 pub mod api;
 pub mod grouping;
+pub mod health;
 pub mod ingest;
 pub mod lifecycle;
+pub mod monitors;
+pub mod responders;
 pub mod serve;
 pub mod sink;
 
@@ -41,6 +44,8 @@ pub struct AppState {
     /// Base URL clients use, without a trailing slash (DSNs, permalinks, Link headers).
     pub public_url: String,
     pub org: String,
+    /// The background workers' last rounds, for `/health`.
+    pub heartbeats: crate::health::Heartbeats,
 }
 
 /// Every route of the server.
@@ -109,6 +114,50 @@ pub fn router(state: AppState) -> Router {
         "/api/0/issues/{issue}/events/{event}",
         get(api::issue_event),
     );
+    let api = with_slash(
+        api,
+        "/api/0/projects/{org}/{project}/responders",
+        get(responders::list).post(responders::create),
+    );
+    let api = with_slash(
+        api,
+        "/api/0/projects/{org}/{project}/responders/{id}",
+        get(responders::get)
+            .put(responders::update)
+            .delete(responders::delete),
+    );
+    let api = with_slash(
+        api,
+        "/api/0/issues/{issue}/actions",
+        get(responders::issue_actions),
+    );
+    // Cron monitors: the SDK-facing check-in endpoint (key in the path, or in a header or
+    // the query) and the monitor reads.
+    let api = with_slash(
+        api,
+        "/api/{project_id}/cron/{monitor_slug}/{sentry_key}",
+        get(monitors::cron_with_key).post(monitors::cron_with_key),
+    );
+    let api = with_slash(
+        api,
+        "/api/{project_id}/cron/{monitor_slug}",
+        get(monitors::cron_without_key).post(monitors::cron_without_key),
+    );
+    let api = with_slash(
+        api,
+        "/api/0/projects/{org}/{project}/monitors",
+        get(monitors::list_monitors),
+    );
+    let api = with_slash(
+        api,
+        "/api/0/projects/{org}/{project}/monitors/{slug}",
+        get(monitors::monitor_detail),
+    );
+    let api = with_slash(
+        api,
+        "/api/0/projects/{org}/{project}/monitors/{slug}/checkins",
+        get(monitors::monitor_checkins),
+    );
     let api = with_slash(api, "/api/0", get(api::index));
     let probes = Router::new()
         .route(
@@ -116,6 +165,8 @@ pub fn router(state: AppState) -> Router {
             get(|| async { Json(serde_json::json!({"ok": true})) }),
         )
         .route("/readyz", get(api::readyz));
+    let probes = with_slash(probes, "/health", get(health::health));
+    let probes = with_slash(probes, "/metrics", get(health::metrics));
     ingest
         .merge(api)
         .merge(probes)

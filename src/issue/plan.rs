@@ -158,6 +158,15 @@ pub struct Step {
     pub counters: MuteCounters,
     pub alert: Option<AlertPlan>,
     pub episode: Option<EpisodeCause>,
+    /// The event that caused this step, if one did: responders filter a new episode by it.
+    pub trigger: Option<Trigger>,
+}
+
+/// What the event behind a step said (its environment and level).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trigger {
+    pub environment: Option<String>,
+    pub level: String,
 }
 
 impl Step {
@@ -186,12 +195,19 @@ impl Step {
                 level: None,
             }),
             episode,
+            trigger: None,
             what: What::Transition(Box::new(t)),
             counters,
         }
     }
 
     fn with_event(mut self, ev: Option<&EventFact<'_>>) -> Step {
+        if let Some(ev) = ev {
+            self.trigger = Some(Trigger {
+                environment: ev.environment.map(str::to_owned),
+                level: ev.level.to_owned(),
+            });
+        }
         if let (Some(a), Some(ev)) = (&mut self.alert, ev) {
             a.environment = ev.environment.map(str::to_owned);
             a.release = ev.release.map(str::to_owned);
@@ -311,6 +327,7 @@ pub fn plan_batch(f: &BatchFacts<'_>) -> BatchDraft {
                     level: None,
                 }),
                 episode: Some(EpisodeCause::Created),
+                trigger: None,
             }
             .with_event(first),
         );

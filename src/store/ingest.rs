@@ -69,6 +69,16 @@ pub struct Writer {
     conn: Option<Conn>,
     cache: HashCache,
     releases: ReleaseOrder,
+    /// What the last committed batch did to issues (for metrics, counted after the commit).
+    last: Transitions,
+}
+
+/// Lifecycle transitions of one committed batch.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Transitions {
+    pub created: u64,
+    pub regressed: u64,
+    pub unmuted: u64,
 }
 
 impl Store {
@@ -79,16 +89,23 @@ impl Store {
             conn: None,
             cache: HashCache::default(),
             releases: ReleaseOrder::new(),
+            last: Transitions::default(),
         }
     }
 }
 
 impl Writer {
+    /// The transitions of the batch `write_batch` last committed (zero after a failure).
+    pub fn last_transitions(&self) -> Transitions {
+        self.last
+    }
+
     /// Stores a batch in one transaction; the result is aligned with `batch`. A deadlock or
     /// serialization failure rolls the transaction back and runs it again.
     pub async fn write_batch(&mut self, batch: &[NewEvent]) -> Result<Vec<Stored>> {
         let mut attempt = 0;
         let mut reconnected = false;
+        self.last = Transitions::default();
         loop {
             let now_us = self.clock.now().timestamp_micros();
             if self.conn.is_none() {
@@ -104,8 +121,9 @@ impl Writer {
                 self.releases.clear();
             }
             match result {
-                Ok((stored, fresh)) => {
+                Ok((stored, fresh, transitions)) => {
                     self.cache.merge(fresh);
+                    self.last = transitions;
                     return Ok(stored);
                 }
                 // A connection held between batches may have died meanwhile (a restarted or
@@ -153,7 +171,7 @@ async fn write_batch(
     cache: &HashCache,
     releases: &mut ReleaseOrder,
     now_us: i64,
-) -> Result<(Vec<Stored>, HashCache)> {
+) -> Result<(Vec<Stored>, HashCache, Transitions)> {
     let started = std::time::Instant::now();
     let mut tx = conn.begin_write().await?;
     let resolved = resolve_issues(&mut tx, batch, cache).await?;
@@ -202,6 +220,19 @@ async fn write_batch(
     let effects = draft.finish(&facts, &answers);
     lifecycle::apply(&mut tx, &effects, &facts.issues, now_us).await?;
     let planned = started.elapsed();
+    let mut transitions = Transitions {
+        created: resolved.created.len() as u64,
+        ..Transitions::default()
+    };
+    for step in &effects.steps {
+        if let plan::What::Transition(t) = &step.what {
+            match t.kind {
+                crate::issue::state::TransitionKind::Regressed => transitions.regressed += 1,
+                crate::issue::state::TransitionKind::Unmuted => transitions.unmuted += 1,
+                _ => {}
+            }
+        }
+    }
     tx.commit().await?;
     tracing::trace!(n = batch.len(), ?events_written, ?planned, committed = ?started.elapsed(), "batch phases");
     let created: HashSet<i64> = resolved.created.iter().map(|c| c.0).collect();
@@ -215,7 +246,7 @@ async fn write_batch(
             new_issue: created.contains(&issue_id),
         })
         .collect();
-    Ok((stored, resolved.fresh))
+    Ok((stored, resolved.fresh, transitions))
 }
 
 /// Where each event of a batch goes.

@@ -9,6 +9,7 @@
 //! before the one commit: a transition is stored once, with its alert, whoever plans it.
 
 use super::alerts;
+use super::responders;
 use super::issues::{issue_from_row, SELECT_ISSUE};
 use super::{Db, Result, Store, StoreError, Tx};
 use crate::issue::plan::{self, BatchEffects, ChangeFacts, IssueFacts, MuteCounters, Query};
@@ -270,15 +271,39 @@ async fn apply_step(tx: &mut Tx<'_>, step: &Step, project_id: i64, now_us: i64) 
     .bind(now_us)
     .fetch_one(&mut **x)
     .await)?;
+    // Responders: an issue that is no longer open stops its ladder; a new episode cancels
+    // what an earlier one left pending and schedules its own.
+    if let What::Transition(t) = &step.what {
+        if t.to.status != Status::Unresolved {
+            let reason = match t.to.status {
+                Status::Ignored => "the issue was muted",
+                _ => "the issue was resolved",
+            };
+            responders::cancel_pending(tx, step.issue_id, reason, now_us).await?;
+        }
+    }
     if let Some(cause) = step.episode {
-        on!(tx, x => sqlx::query(
-            "INSERT INTO issue_episodes (issue_id, cause, started_at) VALUES ($1, $2, $3)",
+        let (episode_id,): (i64,) = on!(tx, x => sqlx::query_as(
+            "INSERT INTO issue_episodes (issue_id, cause, started_at) VALUES ($1, $2, $3)
+             RETURNING id",
         )
         .bind(step.issue_id)
         .bind(cause.as_str())
         .bind(now_us)
-        .execute(&mut **x)
-        .await.map(|r| r.rows_affected()))?;
+        .fetch_one(&mut **x)
+        .await)?;
+        if !matches!(step.what, What::Created) {
+            responders::cancel_pending(tx, step.issue_id, "a new episode began", now_us).await?;
+        }
+        responders::schedule_episode(
+            tx,
+            project_id,
+            step.issue_id,
+            episode_id,
+            step.trigger.as_ref(),
+            now_us,
+        )
+        .await?;
     }
     if let Some(alert) = &step.alert {
         let sql = format!("{SELECT_ISSUE} WHERE i.id = $1");

@@ -41,6 +41,16 @@ const SQLITE: &[Migration] = &[
         "grouping",
         include_str!("../../migrations/sqlite/0006_grouping.sql"),
     ),
+    (
+        7,
+        "responders",
+        include_str!("../../migrations/sqlite/0007_responders.sql"),
+    ),
+    (
+        8,
+        "monitors",
+        include_str!("../../migrations/sqlite/0008_monitors.sql"),
+    ),
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -74,10 +84,30 @@ const POSTGRES: &[Migration] = &[
         "grouping",
         include_str!("../../migrations/postgres/0006_grouping.sql"),
     ),
+    (
+        7,
+        "responders",
+        include_str!("../../migrations/postgres/0007_responders.sql"),
+    ),
+    (
+        8,
+        "monitors",
+        include_str!("../../migrations/postgres/0008_monitors.sql"),
+    ),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
     version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)";
+
+/// The newest version this binary knows for `backend` (`/health` and `/readyz` compare it
+/// with the newest applied).
+pub fn latest(backend: super::Backend) -> i64 {
+    let list = match backend {
+        super::Backend::Sqlite => SQLITE,
+        super::Backend::Postgres => POSTGRES,
+    };
+    list.iter().map(|m| m.0).max().unwrap_or(0)
+}
 
 pub async fn apply(pool: &Pool) -> Result<()> {
     match pool {

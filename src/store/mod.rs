@@ -21,13 +21,16 @@ macro_rules! on {
 pub mod alerts;
 pub mod events;
 pub mod grouping;
+pub mod health;
 pub mod ingest;
 pub mod issues;
 pub mod lifecycle;
 pub mod merge;
 pub mod migrate;
+pub mod monitors;
 pub mod projects;
 pub mod quotas;
+pub mod responders;
 pub mod retention;
 pub mod tokens;
 

@@ -19,6 +19,9 @@ pub struct TestServer {
     pub store: Store,
     pub http: reqwest::Client,
     pub clock: Clock,
+    /// The running server's shared state (pipeline, caches, heartbeats): tests on a manual
+    /// clock build workers from it and run their rounds themselves.
+    pub state: app::AppState,
     tune: Tune,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -103,6 +106,7 @@ pub(crate) async fn serve_on(
     tune(&mut settings);
     let (stop, stopped) = oneshot::channel::<()>();
     let server = app::start(store.clone(), settings);
+    let state = server.state.clone();
     let handle = tokio::spawn(server.serve(listener, async {
         let _ = stopped.await;
     }));
@@ -114,6 +118,7 @@ pub(crate) async fn serve_on(
         store,
         http: reqwest::Client::new(),
         clock,
+        state,
         tune,
         stop: Some(stop),
         handle: Some(handle),
@@ -122,6 +127,11 @@ pub(crate) async fn serve_on(
 }
 
 impl TestServer {
+    /// The database's URL, for the real binary's commands (`DATABASE_URL`).
+    pub fn database_url(&self) -> String {
+        self.db.as_ref().map(|d| d.url.clone()).unwrap_or_default()
+    }
+
     pub fn envelope_url(&self) -> String {
         format!("{}/api/{}/envelope/", self.base, self.project_id)
     }

@@ -14,13 +14,16 @@ mod captures;
 mod concurrency;
 mod connections;
 mod grouping;
+mod health;
 mod helpers;
 mod hostile;
 mod lifecycle;
 mod merge;
+mod monitors;
 #[path = "../support/receivers.rs"]
 #[allow(dead_code)]
 mod receivers;
+mod responders;
 mod retention;
 mod sdk;
 mod sentry_cli;
