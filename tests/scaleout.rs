@@ -534,3 +534,77 @@ async fn a_killed_process_loses_no_acknowledged_event_and_its_alerts_are_taken_o
     }
     drop(std::mem::take(&mut c.procs));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_take_each_responder_action_exactly_once() {
+    if !backend::available(Backend::Postgres) {
+        return;
+    }
+    let c = Cluster::start(3).await;
+    let rx = Receiver::start(0).await;
+    let responders = "/api/0/projects/stackhound/default/responders/";
+    c.api(
+        0,
+        reqwest::Method::POST,
+        responders,
+        json!({"watch_pattern": "^ladder-", "actions": [
+            {"target": "webhook", "params": {"url": rx.url("/now")}},
+            {"target": "webhook", "delay_sec": 2, "params": {"url": rx.url("/later")}},
+        ]}),
+    )
+    .await;
+    c.api(
+        1,
+        reqwest::Method::POST,
+        responders,
+        json!({"watch_pattern": "^halt-", "actions": [
+            {"target": "webhook", "delay_sec": 4, "params": {"url": rx.url("/never")}},
+        ]}),
+    )
+    .await;
+
+    // 20 matching issues whose first events reach all three processes at once; 5 more that
+    // are resolved before their action is due.
+    let mut events = Vec::new();
+    for i in 0..120 {
+        events.push(event(&format!("ladder-{}", i % 20), &new_id(), None, None));
+    }
+    for i in 0..5 {
+        events.push(event(&format!("halt-{i}"), &new_id(), None, None));
+    }
+    assert_eq!(blast(&c, events, 24).await.len(), 125);
+    for i in 0..5 {
+        let id = c.issue_of(&format!("halt-{i}")).await;
+        c.put_issue(i, id, json!({"status": "resolved"})).await;
+    }
+
+    eventually("both steps of 20 ladders", Duration::from_secs(30), || async {
+        rx.requests().len() >= 40
+    })
+    .await;
+    // Past every due time and a lease more: nothing else arrives.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let keys = keys(&rx);
+    assert_eq!(keys.len(), 40, "one delivery per (issue, action)");
+    assert!(keys.values().all(|&n| n == 1), "{keys:?}");
+    let paths: Vec<String> = rx.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths.iter().filter(|p| *p == "/now").count(), 20);
+    assert_eq!(paths.iter().filter(|p| *p == "/later").count(), 20);
+    for i in 0..5 {
+        let id = c.issue_of(&format!("halt-{i}")).await;
+        let runs = c.store.issue_actions(id).await.unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].0.status, "cancelled");
+    }
+    // Every taken action was attempted once and names the process that took it.
+    let mut takers = HashSet::new();
+    for i in 0..20 {
+        let id = c.issue_of(&format!("ladder-{i}")).await;
+        for (run, attempts) in c.store.issue_actions(id).await.unwrap() {
+            assert_eq!(run.status, "delivered");
+            assert_eq!(attempts.len(), 1);
+            takers.insert(run.claimed_by.unwrap());
+        }
+    }
+    assert!(!takers.is_empty());
+}

@@ -4,7 +4,7 @@
 //! `TEST_DATABASE_URL`, like `tests/scaleout.rs`, whose process helpers this copies.
 
 #[path = "support/backend.rs"]
-#[allow(unused_macros, dead_code)]
+#[allow(unused_macros)]
 mod backend;
 
 use backend::{Backend, TestDb};

@@ -133,8 +133,11 @@ mod tests {
         recovery_threshold: 1,
     };
 
-    /// Runs `inputs` from empty facts; each row: (open, event, resolve, incident open after).
-    fn run(t: &Thresholds, inputs: &[Input]) -> Vec<(bool, bool, bool, bool)> {
+    /// (open, event, resolve, incident open after) of one step.
+    type Row = (bool, bool, bool, bool);
+
+    /// Runs `inputs` from empty facts.
+    fn run(t: &Thresholds, inputs: &[Input]) -> Vec<Row> {
         let mut f = Facts::default();
         inputs
             .iter()
@@ -158,7 +161,7 @@ mod tests {
         let more = (false, true, false, true);
         let held = (false, false, false, true);
         let resolve = (false, false, true, false);
-        let cases: &[(&Thresholds, &[Input], &[(bool, bool, bool, bool)])] = &[
+        let cases: &[(&Thresholds, &[Input], &[Row])] = &[
             // Below the threshold nothing opens; an ok resets the streak.
             (&T22, &[Missed, Ok, Missed, Ok], &[n, n, n, n]),
             // The second consecutive failure opens; later ones add events.

@@ -224,7 +224,9 @@ async fn lock_env(tx: &mut Tx<'_>, id: i64) -> Result<MonitorEnv> {
 }
 
 /// Stores one planned input: the environment's new facts and status, the failure's event id,
-/// the resolve marker. `deadline` moves the expected time when given.
+/// the resolve marker. `next` (expected time, deadline) moves the schedule when given;
+/// `arrived_at` is a real check-in's arrival (none for a missed one or a timeout).
+#[allow(clippy::too_many_arguments)]
 async fn apply(
     tx: &mut Tx<'_>,
     e: &MonitorEnv,
