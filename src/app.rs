@@ -148,11 +148,12 @@ pub fn start(store: Store, settings: Settings) -> Server {
         workers.expect("monitors", 30);
         background.push(tokio::spawn(
             crate::monitor::worker::MonitorWorker::new(
-                &state,
+                monitor_server(&state),
                 crate::alert::worker::instance_id(),
             )
             .run(std::future::pending()),
         ));
+        workers.expect("responders", 30);
         match crate::responder::worker::ResponderWorker::new(
             store.clone(),
             state.clock.clone(),
@@ -223,6 +224,17 @@ impl Server {
             "ingestion totals"
         );
         result
+    }
+}
+
+/// What the monitor worker needs of a running server (tests build their workers with it).
+pub fn monitor_server(state: &AppState) -> crate::monitor::worker::Server {
+    crate::monitor::worker::Server {
+        store: state.store.clone(),
+        clock: state.clock.clone(),
+        grouping: state.grouping.clone(),
+        pipeline: state.pipeline.clone(),
+        heartbeats: state.heartbeats.clone(),
     }
 }
 

@@ -26,7 +26,8 @@ pub async fn record(app: &AppState, project_id: i64, c: &CheckIn) -> Result<(), 
         Recorded::UnknownMonitor => {
             tracing::info!(slug = %c.monitor_slug, project_id, "check-in for an unknown monitor without monitor_config dropped");
         }
-        Recorded::Duplicate | Recorded::Stored { .. } => {}
+        Recorded::Stored { .. } => crate::metrics::checkin(c.status.input().status()),
+        Recorded::Duplicate => {}
     }
     Ok(())
 }

@@ -1,7 +1,11 @@
 //! The monitors' periodic work: missed deadlines and timeouts, the incident events they cause (through the normal ingestion pipeline), and the resolves recoveries cause.
 
 use super::failure_event;
-use crate::http::AppState;
+use crate::clock::Clock;
+use crate::health::Heartbeats;
+use crate::pipeline::Pipeline;
+use crate::project_grouping::GroupingCache;
+use crate::store::Store;
 use crate::issue::request::Change;
 use crate::issue::state::Actor;
 use crate::payload::StoredPayload;
@@ -14,20 +18,30 @@ const BATCH: i64 = 64;
 /// How long a claimed resolve stays hidden from other processes.
 const RESOLVE_LEASE: Duration = Duration::from_secs(60);
 
+/// What a round needs from the running server. Handles only; the HTTP layer's `AppState`
+/// is not used here, so that `monitor` does not import `http` (which imports `monitor`).
+#[derive(Clone)]
+pub struct Server {
+    pub store: Store,
+    pub clock: Clock,
+    /// Each project's grouping, to group the failure events as ingestion does.
+    pub grouping: GroupingCache,
+    /// Where failure events are submitted, as if an SDK had sent them.
+    pub pipeline: Pipeline,
+    pub heartbeats: Heartbeats,
+}
+
 /// Runs the monitors' rounds. Cheap to clone: every field is a handle.
 #[derive(Clone)]
 pub struct MonitorWorker {
-    state: AppState,
+    state: Server,
     /// Names this process in the leases it takes.
     pub instance: String,
 }
 
 impl MonitorWorker {
-    pub fn new(state: &AppState, instance: String) -> MonitorWorker {
-        MonitorWorker {
-            state: state.clone(),
-            instance,
-        }
+    pub fn new(state: Server, instance: String) -> MonitorWorker {
+        MonitorWorker { state, instance }
     }
 
     /// One round: record missed check-ins and timeouts, submit the incident events still
@@ -40,8 +54,16 @@ impl MonitorWorker {
         // them to the next second.
         loop {
             match self.state.store.monitor_deadlines(now, BATCH).await {
-                Ok(0) => break,
-                Ok(n) => done += n,
+                Ok(n) if n.total() == 0 => break,
+                Ok(n) => {
+                    for _ in 0..n.missed {
+                        crate::metrics::checkin("missed");
+                    }
+                    for _ in 0..n.timeouts {
+                        crate::metrics::checkin("timeout");
+                    }
+                    done += n.total();
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "monitor deadlines failed");
                     break;

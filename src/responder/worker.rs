@@ -112,6 +112,12 @@ impl ResponderWorker {
     async fn attempt(&self, run: &ActionRun) {
         let outcome = self.try_run(run).await;
         let now = self.clock.now().timestamp_micros();
+        crate::metrics::action(match &outcome {
+            Outcome::Delivered(_) => "delivered",
+            Outcome::Retry(..) => "retry",
+            Outcome::Failed(..) => "failed",
+            Outcome::Cancelled(_) => "cancelled",
+        });
         let recorded = match &outcome {
             Outcome::Cancelled(reason) => self.store.cancel_claimed_action(run, reason, now).await,
             Outcome::Delivered(status) => {

@@ -88,6 +88,19 @@ pub struct PendingEvent {
     pub at: i64,
 }
 
+/// What one round of deadlines recorded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DueCounts {
+    pub missed: usize,
+    pub timeouts: usize,
+}
+
+impl DueCounts {
+    pub fn total(&self) -> usize {
+        self.missed + self.timeouts
+    }
+}
+
 /// A recovered incident whose issue is to be resolved, claimed by one process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PendingResolve {
@@ -509,7 +522,7 @@ impl Store {
     /// transaction. Returns how many transitions were recorded. On PostgreSQL the claim skips
     /// rows another process holds, and re-reads the row under its lock, so each missed
     /// check-in is recorded once whatever the number of processes.
-    pub async fn monitor_deadlines(&self, now_us: i64, limit: i64) -> Result<usize> {
+    pub async fn monitor_deadlines(&self, now_us: i64, limit: i64) -> Result<DueCounts> {
         let mut attempt = 0;
         loop {
             match self.try_monitor_deadlines(now_us, limit).await {
@@ -519,7 +532,22 @@ impl Store {
         }
     }
 
-    async fn try_monitor_deadlines(&self, now_us: i64, limit: i64) -> Result<usize> {
+    async fn try_monitor_deadlines(&self, now_us: i64, limit: i64) -> Result<DueCounts> {
+        // Most rounds find nothing: a read says so without taking SQLite's write lock (the
+        // ingest writer's) or opening a transaction.
+        let due: Option<(i64,)> = on!(&self.read, p => sqlx::query_as(
+            "SELECT id FROM monitor_environments WHERE deadline_at <= $1
+             UNION ALL
+             SELECT monitor_env_id FROM monitor_checkins
+             WHERE status = 'in_progress' AND timeout_at <= $1
+             LIMIT 1",
+        )
+        .bind(now_us)
+        .fetch_optional(p)
+        .await)?;
+        if due.is_none() {
+            return Ok(DueCounts::default());
+        }
         let mut conn = self.write_conn().await?;
         let mut tx = conn.begin_write().await?;
         let lock = match tx {
@@ -538,9 +566,9 @@ impl Store {
             .bind(limit)
             .fetch_all(&mut **t)
             .await)?;
-        let mut done = 0;
+        let mut done = DueCounts::default();
         for (id,) in ids {
-            done += due_for_env(&mut tx, id, now_us).await?;
+            due_for_env(&mut tx, id, now_us, &mut done).await?;
         }
         tx.commit().await?;
         Ok(done)
@@ -551,7 +579,7 @@ impl Store {
     /// resolved issue instead of landing in the one being resolved.
     pub async fn pending_monitor_events(&self, limit: i64) -> Result<Vec<PendingEvent>> {
         type Row = (i64, i64, i64, String, String, String, String, i64);
-        let rows: Vec<Row> = on!(&self.write, p => sqlx::query_as(
+        let rows: Vec<Row> = on!(&self.read, p => sqlx::query_as(
             "SELECT c.id, c.monitor_env_id, m.project_id, m.slug, e.environment, c.status,
                     c.event_id, c.updated_at
              FROM monitor_checkins c
@@ -608,6 +636,14 @@ impl Store {
         lease_until: i64,
         limit: i64,
     ) -> Result<Vec<PendingResolve>> {
+        let any: Option<(i64,)> = on!(&self.read, p => sqlx::query_as(
+            "SELECT id FROM monitor_environments WHERE resolve_marker IS NOT NULL LIMIT 1",
+        )
+        .fetch_optional(p)
+        .await)?;
+        if any.is_none() {
+            return Ok(Vec::new());
+        }
         let lock = match self.write {
             Db::Sqlite(_) => "",
             Db::Postgres(_) => "FOR UPDATE SKIP LOCKED",
@@ -710,7 +746,12 @@ impl Store {
 const MAX_STEPS_PER_ENV: usize = 100;
 
 /// Records the due missed check-ins and timeouts of one claimed environment, in time order.
-async fn due_for_env(tx: &mut Tx<'_>, env_id: i64, now_us: i64) -> Result<usize> {
+async fn due_for_env(
+    tx: &mut Tx<'_>,
+    env_id: i64,
+    now_us: i64,
+    counts: &mut DueCounts,
+) -> Result<()> {
     let mut e = lock_env(tx, env_id).await?;
     let (project_id, config): (i64, String) = on!(tx, t => sqlx::query_as(
         "SELECT project_id, config FROM monitors WHERE id = $1",
@@ -740,6 +781,7 @@ async fn due_for_env(tx: &mut Tx<'_>, env_id: i64, now_us: i64) -> Result<usize>
                 .bind(id)
                 .execute(&mut **t)
                 .await.map(|_| ()))?;
+                counts.timeouts += 1;
                 (Input::Timeout, id, None)
             }
             (_, Some(d)) => {
@@ -764,6 +806,7 @@ async fn due_for_env(tx: &mut Tx<'_>, env_id: i64, now_us: i64) -> Result<usize>
                     (_, Some(nd)) if nd > d => next,
                     _ => (None, None),
                 };
+                counts.missed += 1;
                 (Input::Missed, id, Some(next))
             }
             _ => break,
@@ -776,5 +819,5 @@ async fn due_for_env(tx: &mut Tx<'_>, env_id: i64, now_us: i64) -> Result<usize>
         e = lock_env(tx, env_id).await?;
         done += 1;
     }
-    Ok(done)
+    Ok(())
 }

@@ -8,7 +8,10 @@ use stackhound::alert::{AlertWorker, SmtpSettings};
 use stackhound::monitor::worker::MonitorWorker;
 
 fn worker(server: &TestServer, name: &str) -> MonitorWorker {
-    MonitorWorker::new(&server.state, name.to_string())
+    MonitorWorker::new(
+        stackhound::app::monitor_server(&server.state),
+        name.to_string(),
+    )
 }
 
 async fn check_in(server: &TestServer, body: Value) {
@@ -462,4 +465,132 @@ async fn concurrent_workers_record_each_missed_check_in_once(backend: Backend) {
             assert_eq!(issue["count"], round.to_string(), "{issue:#?}");
         }
     }
+}
+
+both_backends!(a_crontab_in_new_york_expects_runs_across_dst);
+async fn a_crontab_in_new_york_expects_runs_across_dst(backend: Backend) {
+    use stackhound::monitor::CheckIn;
+    let server = spawn_manual(backend).await;
+    let at = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .timestamp_micros()
+    };
+    let body = json!({"check_in_id": id(), "monitor_slug": "ny", "status": "ok",
+        "monitor_config": {"schedule": {"type": "crontab", "value": "30 2 * * *"},
+                           "timezone": "America/New_York", "checkin_margin": 5}});
+    let c = CheckIn::from_json(body.to_string().as_bytes(), None).unwrap();
+    // The store takes "now" as an argument: the run of 2026-03-07, 02:30 EST.
+    let store = &server.store;
+    store
+        .record_checkin(server.project_id, &c, at("2026-03-07T07:30:10Z"))
+        .await
+        .unwrap();
+    let m = store
+        .monitor_by_slug(server.project_id, "ny")
+        .await
+        .unwrap()
+        .unwrap();
+    let env = || async { store.monitor_envs(m.id).await.unwrap().remove(0) };
+    // 02:30 does not exist on 2026-03-08 (02:00 EST jumps to 03:00 EDT): expected at 03:00 EDT.
+    let e = env().await;
+    assert_eq!(e.next_expected_at, Some(at("2026-03-08T07:00:00Z")));
+    assert_eq!(e.deadline_at, Some(at("2026-03-08T07:05:00Z")));
+    assert_eq!(
+        store
+            .monitor_deadlines(at("2026-03-08T07:04:59Z"), 10)
+            .await
+            .unwrap()
+            .total(),
+        0
+    );
+    assert_eq!(
+        store
+            .monitor_deadlines(at("2026-03-08T07:05:00Z"), 10)
+            .await
+            .unwrap()
+            .missed,
+        1
+    );
+    // Missed; the next run is 02:30 EDT (06:30 UTC) the day after.
+    let e = env().await;
+    assert_eq!(e.next_expected_at, Some(at("2026-03-09T06:30:00Z")));
+    let list = store.monitor_checkins(m.id, 10).await.unwrap();
+    assert_eq!(list[0].status, "missed");
+    assert_eq!(list[0].expected_at, Some(at("2026-03-08T07:00:00Z")));
+    // Across the November change: 02:30 happens once, in EST (07:30 UTC).
+    let body = json!({"check_in_id": id(), "monitor_slug": "ny", "status": "ok"});
+    let c = CheckIn::from_json(body.to_string().as_bytes(), None).unwrap();
+    store
+        .record_checkin(server.project_id, &c, at("2026-10-31T06:30:05Z"))
+        .await
+        .unwrap();
+    assert_eq!(
+        env().await.next_expected_at,
+        Some(at("2026-11-01T07:30:00Z"))
+    );
+}
+
+both_backends!(a_resolve_claimed_by_a_dead_process_is_taken_over_once);
+async fn a_resolve_claimed_by_a_dead_process_is_taken_over_once(backend: Backend) {
+    let server = spawn_manual(backend).await;
+    let w = worker(&server, "alive");
+    let send = |status: &'static str| {
+        let server = &server;
+        async move {
+            check_in(
+                server,
+                json!({"check_in_id": id(), "monitor_slug": "flaky", "status": status,
+                       "monitor_config": interval_config(60, 1, 1)}),
+            )
+            .await
+        }
+    };
+    send("error").await;
+    w.run_due().await;
+    let issue = monitor_issues(&server).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Recovery: another process claims the resolve and dies before applying it.
+    send("ok").await;
+    let now = server.clock.now().timestamp_micros();
+    let claimed = server
+        .store
+        .claim_monitor_resolves("dead", now, now + 60_000_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    // A new failing streak meanwhile waits for that resolve: it must reopen the issue, not
+    // land in the one being resolved.
+    send("error").await;
+    w.run_due().await;
+    let issues = monitor_issues(&server).await;
+    assert_eq!(
+        (issues[0]["status"].as_str(), issues[0]["count"].as_str()),
+        (Some("unresolved"), Some("1")),
+        "the lease holds: nothing moves"
+    );
+    // The lease ends: this process resolves, then the new failure regresses the issue.
+    server.clock.advance(chrono::Duration::seconds(61));
+    w.run_due().await;
+    let issues = monitor_issues(&server).await;
+    assert_eq!(issues.len(), 1);
+    assert_eq!(issues[0]["id"], issue.as_str());
+    assert_eq!(issues[0]["status"], "unresolved");
+    assert_eq!(issues[0]["count"], "2");
+    let kinds: Vec<String> = server
+        .store
+        .activities(issue.parse().unwrap())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        ["regressed", "resolved", "first_seen"],
+        "newest first"
+    );
+    assert_eq!(w.run_due().await, 0);
 }
