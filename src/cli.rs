@@ -533,7 +533,11 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing in-flight requests");
 }
 
-async fn responder_command(store: &Store, clock: &Clock, cmd: ResponderCommand) -> anyhow::Result<()> {
+async fn responder_command(
+    store: &Store,
+    clock: &Clock,
+    cmd: ResponderCommand,
+) -> anyhow::Result<()> {
     let project = |slug: String| async move {
         store
             .project_by_slug(&slug)
@@ -578,10 +582,22 @@ async fn responder_command(store: &Store, clock: &Clock, cmd: ResponderCommand) 
                         serde_json::from_str(&r.actions).unwrap_or_default();
                     let ladder: Vec<String> = actions
                         .iter()
-                        .map(|a| format!("{}+{}s", a["target"].as_str().unwrap_or("?"), a["delay_sec"]))
+                        .map(|a| {
+                            format!(
+                                "{}+{}s",
+                                a["target"].as_str().unwrap_or("?"),
+                                a["delay_sec"]
+                            )
+                        })
                         .collect();
                     let state = if r.enabled { "enabled" } else { "disabled" };
-                    println!("{}\t{}\t{}\t{}", r.id, state, r.watch_pattern, ladder.join(" "));
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        r.id,
+                        state,
+                        r.watch_pattern,
+                        ladder.join(" ")
+                    );
                 }
             }
         }

@@ -578,9 +578,11 @@ async fn three_processes_take_each_responder_action_exactly_once() {
         c.put_issue(i, id, json!({"status": "resolved"})).await;
     }
 
-    eventually("both steps of 20 ladders", Duration::from_secs(30), || async {
-        rx.requests().len() >= 40
-    })
+    eventually(
+        "both steps of 20 ladders",
+        Duration::from_secs(30),
+        || async { rx.requests().len() >= 40 },
+    )
     .await;
     // Past every due time and a lease more: nothing else arrives.
     tokio::time::sleep(Duration::from_secs(6)).await;

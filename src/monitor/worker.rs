@@ -3,13 +3,13 @@
 use super::failure_event;
 use crate::clock::Clock;
 use crate::health::Heartbeats;
-use crate::pipeline::Pipeline;
-use crate::project_grouping::GroupingCache;
-use crate::store::Store;
 use crate::issue::request::Change;
 use crate::issue::state::Actor;
 use crate::payload::StoredPayload;
+use crate::pipeline::Pipeline;
+use crate::project_grouping::GroupingCache;
 use crate::store::monitors::PendingEvent;
+use crate::store::Store;
 use std::future::Future;
 use std::time::Duration;
 

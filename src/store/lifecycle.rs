@@ -9,8 +9,8 @@
 //! before the one commit: a transition is stored once, with its alert, whoever plans it.
 
 use super::alerts;
-use super::responders;
 use super::issues::{issue_from_row, SELECT_ISSUE};
+use super::responders;
 use super::{Db, Result, Store, StoreError, Tx};
 use crate::issue::plan::{self, BatchEffects, ChangeFacts, IssueFacts, MuteCounters, Query};
 use crate::issue::plan::{Step, UserSeen, What};
