@@ -1,5 +1,6 @@
 //! Scale-out on PostgreSQL: three real `stackhound serve` processes on one fresh database,
-//! concurrent load through all three, and one of them killed with SIGKILL under load.
+//! concurrent load through all three, and one of them killed with SIGKILL under load; each
+//! responder action and each monitor transition happens once.
 //!
 //! Several processes on one database is what PostgreSQL is for (SQLite is one machine, one
 //! process), so these tests run on PostgreSQL only, and print `skipped` without
@@ -609,4 +610,118 @@ async fn three_processes_take_each_responder_action_exactly_once() {
         }
     }
     assert!(!takers.is_empty());
+}
+
+impl Cluster {
+    /// Sends one `check_in` envelope item to process `i`.
+    async fn check_in(&self, i: usize, body: Value) {
+        let url = format!("{}/api/{}/envelope/", self.base(i), self.project_id);
+        let env = format!("{{}}\n{{\"type\":\"check_in\"}}\n{body}\n");
+        let resp = self
+            .http
+            .post(url)
+            .header(
+                "x-sentry-auth",
+                format!("Sentry sentry_key={KEY}, sentry_version=7"),
+            )
+            .body(env)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+
+    /// Every issue of the project: (id, status, event count).
+    async fn monitor_issues(&self) -> Vec<(i64, String, i64)> {
+        let mut out = Vec::new();
+        for id in self.store.issue_ids(self.project_id, None).await.unwrap() {
+            let issue = self.store.issue(id).await.unwrap().unwrap();
+            out.push((id, issue.status.clone(), issue.event_count));
+        }
+        out
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_open_and_resolve_a_monitor_issue_once() {
+    if !backend::available(Backend::Postgres) {
+        return;
+    }
+    let c = Cluster::start(3).await;
+    let id = || uuid::Uuid::new_v4().simple().to_string();
+    // Hourly: no deadline passes during the test; only check-ins decide.
+    let config = json!({"schedule": {"type": "interval", "value": 1, "unit": "hour"},
+                        "failure_issue_threshold": 2, "recovery_threshold": 2});
+    let mut n = 0;
+    c.check_in(n, json!({"check_in_id": id(), "monitor_slug": "sync", "status": "ok", "monitor_config": config}))
+        .await;
+    // Three errors through three processes: the second opens the issue, the third adds to it.
+    for _ in 0..3 {
+        n += 1;
+        c.check_in(
+            n,
+            json!({"check_in_id": id(), "monitor_slug": "sync", "status": "error"}),
+        )
+        .await;
+    }
+    eventually(
+        "the monitor's issue with two events",
+        Duration::from_secs(30),
+        || async {
+            matches!(c.monitor_issues().await.as_slice(), [(_, s, 2)] if s == "unresolved")
+        },
+    )
+    .await;
+    // Two oks through two other processes: resolved once.
+    for _ in 0..2 {
+        n += 1;
+        c.check_in(
+            n,
+            json!({"check_in_id": id(), "monitor_slug": "sync", "status": "ok"}),
+        )
+        .await;
+    }
+    eventually(
+        "the monitor's issue resolved",
+        Duration::from_secs(30),
+        || async { matches!(c.monitor_issues().await.as_slice(), [(_, s, 2)] if s == "resolved") },
+    )
+    .await;
+    // Every process's worker has had a few rounds since; each transition is there once.
+    let issue = c.monitor_issues().await[0].0;
+    eventually("the resolve recorded", Duration::from_secs(30), || async {
+        let m = c
+            .store
+            .monitor_by_slug(c.project_id, "sync")
+            .await
+            .unwrap()
+            .unwrap();
+        c.store.monitor_envs(m.id).await.unwrap()[0]
+            .resolve_marker
+            .is_none()
+    })
+    .await;
+    let m = c
+        .store
+        .monitor_by_slug(c.project_id, "sync")
+        .await
+        .unwrap()
+        .unwrap();
+    let envs = c.store.monitor_envs(m.id).await.unwrap();
+    assert_eq!(envs.len(), 1);
+    assert_eq!(envs[0].issue_id, Some(issue));
+    assert!(!envs[0].incident_open);
+    let kinds: Vec<String> = c
+        .store
+        .activities(issue)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.kind)
+        .collect();
+    let count = |k: &str| kinds.iter().filter(|x| *x == k).count();
+    assert_eq!(count("first_seen"), 1, "{kinds:?}");
+    assert_eq!(count("resolved"), 1, "{kinds:?}");
+    assert_eq!(kinds.len(), 2, "{kinds:?}");
+    assert_eq!(c.store.issue(issue).await.unwrap().unwrap().event_count, 2);
 }
