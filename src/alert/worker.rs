@@ -41,6 +41,16 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// After a failed attempt when `previous` attempts had been made before it: when to try
+    /// again (µs), or `None` to give up (the attempt limit is reached, or it cannot succeed).
+    pub fn retry_at(&self, previous: i64, permanent: bool, now_us: i64) -> Option<i64> {
+        if permanent || previous + 1 >= i64::from(self.max_attempts.max(1)) {
+            return None;
+        }
+        let wait = i64::try_from(self.backoff(previous).as_micros()).unwrap_or(i64::MAX);
+        Some(now_us.saturating_add(wait))
+    }
+
     /// The wait after a failed attempt when `previous` attempts had failed before it:
     /// `base * 2^previous`, capped at `max_delay`.
     pub fn backoff(&self, previous: i64) -> Duration {
@@ -243,15 +253,14 @@ impl AlertWorker {
         permanent: bool,
     ) -> Attempt {
         let status = status.map(i64::from);
-        if permanent || row.attempts + 1 >= i64::from(self.policy.max_attempts.max(1)) {
-            return Attempt::GaveUp { status, error };
-        }
         let now = self.clock.now().timestamp_micros();
-        let wait = i64::try_from(self.policy.backoff(row.attempts).as_micros()).unwrap_or(i64::MAX);
-        Attempt::Retry {
-            status,
-            error,
-            next_at: now.saturating_add(wait),
+        match self.policy.retry_at(row.attempts, permanent, now) {
+            Some(next_at) => Attempt::Retry {
+                status,
+                error,
+                next_at,
+            },
+            None => Attempt::GaveUp { status, error },
         }
     }
 }

@@ -229,12 +229,11 @@ impl ResponderWorker {
         permanent: bool,
     ) -> Outcome {
         let status = status.map(i64::from);
-        if permanent || run.attempts + 1 >= i64::from(self.policy.max_attempts.max(1)) {
-            return Outcome::Failed(status, error);
-        }
         let now = self.clock.now().timestamp_micros();
-        let wait = i64::try_from(self.policy.backoff(run.attempts).as_micros()).unwrap_or(i64::MAX);
-        Outcome::Retry(status, error, now.saturating_add(wait))
+        match self.policy.retry_at(run.attempts, permanent, now) {
+            Some(next_at) => Outcome::Retry(status, error, next_at),
+            None => Outcome::Failed(status, error),
+        }
     }
 }
 

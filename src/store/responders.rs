@@ -502,6 +502,13 @@ pub async fn schedule_episode(
     Ok(runs.len())
 }
 
+/// Which pending runs a cancel reaches.
+#[derive(Clone, Copy)]
+enum Of {
+    Issue(i64),
+    Responder(i64),
+}
+
 /// Cancels what is still pending for an issue (it was resolved or muted, or a new episode
 /// began), in the caller's transaction. A run claimed right now is cancelled too: its attempt
 /// then finds the claim gone and is not recorded as taken.
@@ -511,16 +518,7 @@ pub async fn cancel_pending(
     reason: &str,
     now_us: i64,
 ) -> Result<u64> {
-    let n = on!(tx, t => sqlx::query(
-        "UPDATE responder_runs SET status = 'cancelled', reason = $1, done_at = $2
-         WHERE issue_id = $3 AND status = 'pending'",
-    )
-    .bind(reason)
-    .bind(now_us)
-    .bind(issue_id)
-    .execute(&mut **t)
-    .await.map(|r| r.rows_affected()))?;
-    Ok(n)
+    cancel(tx, Of::Issue(issue_id), reason, now_us).await
 }
 
 async fn cancel_runs_of(
@@ -529,14 +527,23 @@ async fn cancel_runs_of(
     reason: &str,
     now_us: i64,
 ) -> Result<u64> {
-    let n = on!(tx, t => sqlx::query(
+    cancel(tx, Of::Responder(responder_id), reason, now_us).await
+}
+
+async fn cancel(tx: &mut Tx<'_>, of: Of, reason: &str, now_us: i64) -> Result<u64> {
+    let (column, id) = match of {
+        Of::Issue(id) => ("issue_id", id),
+        Of::Responder(id) => ("responder_id", id),
+    };
+    let sql = format!(
         "UPDATE responder_runs SET status = 'cancelled', reason = $1, done_at = $2
-         WHERE responder_id = $3 AND status = 'pending'",
-    )
-    .bind(reason)
-    .bind(now_us)
-    .bind(responder_id)
-    .execute(&mut **t)
-    .await.map(|r| r.rows_affected()))?;
+         WHERE {column} = $3 AND status = 'pending'"
+    );
+    let n = on!(tx, t => sqlx::query(&sql)
+        .bind(reason)
+        .bind(now_us)
+        .bind(id)
+        .execute(&mut **t)
+        .await.map(|r| r.rows_affected()))?;
     Ok(n)
 }
