@@ -259,7 +259,13 @@ pub async fn create_project(
 pub async fn create_token(store: &Store, clock: &Clock, label: &str) -> anyhow::Result<String> {
     let t = token::generate();
     store
-        .insert_token(&token::hash(&t), label, clock.now().timestamp_micros())
+        .insert_token(
+            &token::hash(&t),
+            label,
+            &token::Scopes::all(),
+            &t[t.len() - 4..],
+            clock.now().timestamp_micros(),
+        )
         .await?;
     Ok(t)
 }

@@ -352,6 +352,7 @@ mod tests {
             last_seen: 1_767_225_600_000_000,
             substatus: None,
             state: "{}".into(),
+            user_count: 0,
         }
     }
 

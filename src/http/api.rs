@@ -8,7 +8,7 @@ use crate::normalize;
 use crate::protocol::event;
 use crate::store::events::EventRow;
 use crate::store::issues::{Issue, IssueFilter};
-use crate::token;
+use crate::token::{self, Scope, Scopes};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -41,8 +41,28 @@ pub fn not_found(what: &str) -> ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
-/// Every `/api/0/` route needs `Authorization: Bearer <token>` of a stored token.
-pub async fn authenticate(app: &AppState, headers: &HeaderMap) -> ApiResult<i64> {
+/// Who is calling: the token's id and the scopes it carries.
+pub struct Caller {
+    pub token_id: i64,
+    pub scopes: Scopes,
+}
+
+/// Every `/api/0/` route needs `Authorization: Bearer <token>` of a stored token that holds
+/// `needed` (or a scope that includes it): 401 without a valid token, 403 naming the missing
+/// scope.
+pub async fn authorize(app: &AppState, headers: &HeaderMap, needed: Scope) -> ApiResult<Caller> {
+    let caller = identify(app, headers).await?;
+    if !caller.scopes.allows(needed) {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            format!("You do not have permission to perform this action: the token lacks the scope '{needed}'."),
+        ));
+    }
+    Ok(caller)
+}
+
+/// The caller of a valid token, whatever its scopes (401 otherwise).
+pub async fn identify(app: &AppState, headers: &HeaderMap) -> ApiResult<Caller> {
     let unauthorized = |m: &str| ApiError(StatusCode::UNAUTHORIZED, m.into());
     let value = headers
         .get(header::AUTHORIZATION)
@@ -56,10 +76,12 @@ pub async fn authenticate(app: &AppState, headers: &HeaderMap) -> ApiResult<i64>
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| unauthorized("Invalid token header. Use 'Bearer <token>'."))?;
-    app.store
-        .token_id(&token::hash(token))
+    let (token_id, scopes) = app
+        .store
+        .token_by_hash(&token::hash(token))
         .await?
-        .ok_or_else(|| unauthorized("Invalid token."))
+        .ok_or_else(|| unauthorized("Invalid token."))?;
+    Ok(Caller { token_id, scopes })
 }
 
 pub use crate::issue::view::iso;
@@ -114,7 +136,7 @@ pub async fn list_issues(
     Query(params): Query<ListParams>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    authenticate(&app, &headers).await?;
+    authorize(&app, &headers, Scope::EventRead).await?;
     if org != app.org {
         return Err(not_found("organization"));
     }
@@ -186,7 +208,7 @@ pub async fn issue_detail(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    authenticate(&app, &headers).await?;
+    authorize(&app, &headers, Scope::EventRead).await?;
     let row = find_issue(&app, &id).await?;
     let mut issue = issue_json(&app, &row);
     if let Value::Object(m) = &mut issue {
@@ -235,7 +257,7 @@ pub async fn org_issue_detail(
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
     if org != app.org {
-        authenticate(&app, &headers).await?;
+        authorize(&app, &headers, Scope::EventRead).await?;
         return Err(not_found("organization"));
     }
     issue_detail(State(app), Path(id), headers).await
@@ -321,7 +343,7 @@ pub async fn issue_events(
     Query(params): Query<EventParams>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    authenticate(&app, &headers).await?;
+    authorize(&app, &headers, Scope::EventRead).await?;
     let issue = find_issue(&app, &id).await?;
     let limit = page_limit(params.limit);
     let after = parse_cursor(params.cursor.as_deref())?;
@@ -346,7 +368,7 @@ pub async fn issue_event(
     Path((id, which)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    authenticate(&app, &headers).await?;
+    authorize(&app, &headers, Scope::EventRead).await?;
     let issue = find_issue(&app, &id).await?;
     let row = match which.as_str() {
         "latest" | "recommended" => app.store.issue_events(issue.id, None, 1).await?.pop(),
@@ -371,11 +393,12 @@ pub async fn issue_event(
 
 /// `GET /api/0/`: who the token is, like Sentry's index (sentry-cli's `info` reads it).
 pub async fn index(State(app): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    let token_id = authenticate(&app, &headers).await?;
+    // Any valid token may ask who it is and what it may do.
+    let caller = identify(&app, &headers).await?;
     Ok(Json(json!({
         "version": "0",
-        "auth": {"scopes": ["event:read", "event:write", "project:read", "project:write", "org:read"]},
-        "user": {"id": token_id.to_string(), "name": "stackhound", "username": "stackhound"},
+        "auth": {"scopes": caller.scopes.names()},
+        "user": {"id": caller.token_id.to_string(), "name": "stackhound", "username": "stackhound"},
     })))
 }
 

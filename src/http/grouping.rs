@@ -1,13 +1,14 @@
 //! Grouping in the API: why an event grouped as it did (`grouping-info`), an issue's hashes,
 //! and a project's grouping settings (scheme, rules, transition) in Sentry's field names.
 
-use super::api::{authenticate, find_issue, not_found, ApiError, ApiResult};
+use super::api::{authorize, find_issue, not_found, ApiError, ApiResult};
 use super::lifecycle::{bad_request, project_of};
 use super::AppState;
 use crate::grouping::{self, Scheme};
 use crate::project_grouping::parse_config;
 use crate::protocol::event;
 use crate::store::grouping::{GroupingConfigText, GroupingSettings};
+use crate::token::Scope;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
@@ -22,7 +23,7 @@ pub async fn grouping_info(
     Path((org, slug, event_id)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    authenticate(&app, &headers).await?;
+    authorize(&app, &headers, Scope::EventRead).await?;
     let project = project_of(&app, &org, &slug).await?;
     let id = crate::pipeline::parse_event_id(&event_id).ok_or_else(|| not_found("event"))?;
     let row = app
@@ -64,7 +65,7 @@ pub async fn issue_hashes(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    authenticate(&app, &headers).await?;
+    authorize(&app, &headers, Scope::EventRead).await?;
     let issue = find_issue(&app, &id).await?;
     Ok(Json(hashes_json(&app, issue.id).await?))
 }

@@ -2,12 +2,13 @@
 //! `sentry-cli issues resolve|mute|unresolve` works), the issue history, and the project
 //! settings and alert channels of the lifecycle.
 
-use super::api::{authenticate, find_issue, issue_json, not_found, ApiError, ApiResult};
+use super::api::{authorize, find_issue, issue_json, not_found, ApiError, ApiResult};
 use super::AppState;
 use crate::issue::request::{parse_update, Change, Update};
 use crate::issue::state::{Actor, Refusal};
 use crate::issue::view::iso;
 use crate::store::projects::{Project, ProjectLimits};
+use crate::token::Scope;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -62,7 +63,7 @@ pub async fn update_issue(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
-    let token = authenticate(&app, &headers).await?;
+    let token = authorize(&app, &headers, Scope::EventWrite).await?.token_id;
     let issue = find_issue(&app, &id).await?;
     let update = parse_update(&body_json(&body)?, app.clock.now()).map_err(bad_request)?;
     if let Update::Change(c) = update {
@@ -85,7 +86,7 @@ pub async fn update_org_issue(
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
     if org != app.org {
-        authenticate(&app, &headers).await?;
+        authorize(&app, &headers, Scope::EventWrite).await?;
         return Err(not_found("organization"));
     }
     update_issue(State(app), Path(id), headers, body).await
@@ -173,7 +174,7 @@ pub async fn bulk_update(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let token = authenticate(&app, &headers).await?;
+    let token = authorize(&app, &headers, Scope::EventWrite).await?.token_id;
     let project = project_of(&app, &org, &slug).await?;
     let body = body_json(&body)?;
     if merge_requested(&body)? {
@@ -269,7 +270,7 @@ pub async fn activities(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    authenticate(&app, &headers).await?;
+    authorize(&app, &headers, Scope::EventRead).await?;
     let issue = find_issue(&app, &id).await?;
     let rows = app.store.activities(issue.id).await?;
     Ok(Json(Value::Array(rows.iter().map(activity_json).collect())))
@@ -305,7 +306,7 @@ pub async fn get_project(
     Path((org, slug)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    authenticate(&app, &headers).await?;
+    authorize(&app, &headers, Scope::ProjectRead).await?;
     let p = project_of(&app, &org, &slug).await?;
     Ok(Json(project_json(&app, &p).await?))
 }
@@ -351,7 +352,7 @@ pub async fn update_project(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
-    authenticate(&app, &headers).await?;
+    authorize(&app, &headers, Scope::ProjectWrite).await?;
     let p = project_of(&app, &org, &slug).await?;
     let body = body_json(&body)?;
     let switch = |name: &str| -> ApiResult<Option<bool>> {
@@ -409,7 +410,7 @@ pub async fn list_channels(
     Path((org, slug)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    authenticate(&app, &headers).await?;
+    authorize(&app, &headers, Scope::ProjectRead).await?;
     let p = project_of(&app, &org, &slug).await?;
     let rows = app.store.channels(p.id).await?;
     Ok(Json(Value::Array(rows.iter().map(channel_json).collect())))
@@ -423,7 +424,7 @@ pub async fn create_channel(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    authenticate(&app, &headers).await?;
+    authorize(&app, &headers, Scope::ProjectWrite).await?;
     let p = project_of(&app, &org, &slug).await?;
     let (kind, config) = crate::alert::channel_config(&body_json(&body)?).map_err(bad_request)?;
     let c = app
@@ -444,7 +445,7 @@ pub async fn delete_channel(
     Path((org, slug, id)): Path<(String, String, i64)>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    authenticate(&app, &headers).await?;
+    authorize(&app, &headers, Scope::ProjectWrite).await?;
     let p = project_of(&app, &org, &slug).await?;
     if app.store.delete_channel(p.id, id).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
@@ -459,7 +460,7 @@ pub async fn deliveries(
     Path((org, slug)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    authenticate(&app, &headers).await?;
+    authorize(&app, &headers, Scope::ProjectRead).await?;
     let p = project_of(&app, &org, &slug).await?;
     let rows = app.store.alert_log(p.id, 200).await?;
     Ok(Json(Value::Array(

@@ -1,12 +1,13 @@
 //! Cron monitors over HTTP: the SDK-facing check-in endpoint (`/api/{project_id}/cron/{slug}/[{key}/]`), check-in envelope items, and the `/api/0/` monitor reads.
 
-use super::api::{authenticate, iso, not_found, ApiResult};
+use super::api::{authorize, iso, not_found, ApiResult};
 use super::{ingest_error_response, AppState};
 use crate::monitor::schedule::MonitorConfig;
 use crate::monitor::CheckIn;
 use crate::protocol::auth::{self, AuthSources};
 use crate::store::monitors::{Checkin, Monitor, MonitorEnv, Recorded};
 use crate::store::StoreError;
+use crate::token::Scope;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
@@ -245,7 +246,7 @@ pub async fn list_monitors(
     Path((org, project)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    authenticate(&app, &headers).await?;
+    authorize(&app, &headers, Scope::ProjectRead).await?;
     let (project, _) = find_monitor(&app, &org, &project, None).await?;
     let mut out = Vec::new();
     for m in app.store.monitors(project.id).await? {
@@ -260,7 +261,7 @@ pub async fn monitor_detail(
     Path((org, project, slug)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    authenticate(&app, &headers).await?;
+    authorize(&app, &headers, Scope::ProjectRead).await?;
     let (project, m) = find_monitor(&app, &org, &project, Some(&slug)).await?;
     let m = m.ok_or_else(|| not_found("monitor"))?;
     let envs = app.store.monitor_envs(m.id).await?;
@@ -279,7 +280,7 @@ pub async fn monitor_checkins(
     Query(params): Query<CheckinParams>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    authenticate(&app, &headers).await?;
+    authorize(&app, &headers, Scope::ProjectRead).await?;
     let (_, m) = find_monitor(&app, &org, &project, Some(&slug)).await?;
     let m = m.ok_or_else(|| not_found("monitor"))?;
     let limit = params.limit.unwrap_or(100).clamp(1, 1000);

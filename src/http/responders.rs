@@ -1,12 +1,13 @@
 //! Responders over the API: create from one checked document, list, get, replace, delete; and
 //! what the system has done (and will do) about an issue (`/api/0/issues/{id}/actions/`).
 
-use super::api::{authenticate, find_issue, not_found, ApiResult};
+use super::api::{authorize, find_issue, not_found, ApiResult};
 use super::lifecycle::{bad_request, body_json, project_of};
 use super::AppState;
 use crate::issue::view::iso;
 use crate::responder::parse_spec;
 use crate::store::responders::{ActionAttempt, ActionRun, Responder};
+use crate::token::Scope;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -67,7 +68,7 @@ pub async fn list(
     Path((org, slug)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    authenticate(&app, &headers).await?;
+    authorize(&app, &headers, Scope::ProjectRead).await?;
     let p = project_of(&app, &org, &slug).await?;
     let rows = app.store.responders(p.id).await?;
     Ok(Json(Value::Array(
@@ -83,7 +84,7 @@ pub async fn create(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    authenticate(&app, &headers).await?;
+    authorize(&app, &headers, Scope::ProjectWrite).await?;
     let p = project_of(&app, &org, &slug).await?;
     let spec = parse_spec(&body_json(&body)?).map_err(bad_request)?;
     let r = (app.store)
@@ -98,7 +99,7 @@ pub async fn get(
     Path((org, slug, id)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    authenticate(&app, &headers).await?;
+    authorize(&app, &headers, Scope::ProjectRead).await?;
     let p = project_of(&app, &org, &slug).await?;
     let r =
         (app.store.responder(p.id, id_of(&id)?).await?).ok_or_else(|| not_found("responder"))?;
@@ -112,7 +113,7 @@ pub async fn update(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
-    authenticate(&app, &headers).await?;
+    authorize(&app, &headers, Scope::ProjectWrite).await?;
     let p = project_of(&app, &org, &slug).await?;
     let id = id_of(&id)?;
     let spec = parse_spec(&body_json(&body)?).map_err(bad_request)?;
@@ -129,7 +130,7 @@ pub async fn delete(
     Path((org, slug, id)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    authenticate(&app, &headers).await?;
+    authorize(&app, &headers, Scope::ProjectWrite).await?;
     let p = project_of(&app, &org, &slug).await?;
     let now = app.clock.now().timestamp_micros();
     if !app.store.delete_responder(p.id, id_of(&id)?, now).await? {
@@ -145,7 +146,7 @@ pub async fn issue_actions(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    authenticate(&app, &headers).await?;
+    authorize(&app, &headers, Scope::EventRead).await?;
     let issue = find_issue(&app, &id).await?;
     Ok(Json(actions_json(&app, issue.id).await?))
 }

@@ -23,6 +23,9 @@ pub struct Issue {
     pub substatus: Option<String>,
     /// The lifecycle state as JSON (`issue::state::IssueState`); `{}` for a new issue.
     pub state: String,
+    /// Distinct users (see `issue::users`); absent from alert snapshots older than it.
+    #[serde(default)]
+    pub user_count: i64,
 }
 
 /// One transition in an issue's history.

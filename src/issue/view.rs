@@ -54,7 +54,7 @@ pub fn issue_json(row: &Issue, public_url: &str, org: &str) -> Value {
         "annotations": [],
         "shareId": null,
         "count": row.event_count.to_string(),
-        "userCount": 0,
+        "userCount": row.user_count,
         "firstSeen": iso(row.first_seen),
         "lastSeen": iso(row.last_seen),
         "stats": {},

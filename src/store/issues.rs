@@ -18,10 +18,10 @@ pub struct IssueFilter {
 
 pub(crate) const SELECT_ISSUE: &str = "SELECT i.id, i.project_id, p.slug, p.name, i.short_number,
         i.title, i.culprit, i.level, i.platform, i.event_type, i.metadata, i.status,
-        i.event_count, i.first_seen, i.last_seen, i.substatus, i.state
+        i.event_count, i.first_seen, i.last_seen, i.substatus, i.state, i.user_count
     FROM issues i JOIN projects p ON p.id = i.project_id";
 
-/// Seventeen columns: more than sqlx's tuple rows take, so the row is read by position, the
+/// Eighteen columns: more than sqlx's tuple rows take, so the row is read by position, the
 /// same way on either backend.
 pub(crate) fn issue_from_row<'r, R>(r: &'r R) -> sqlx::Result<Issue>
 where
@@ -49,6 +49,7 @@ where
         last_seen: r.try_get(14)?,
         substatus: r.try_get(15)?,
         state: r.try_get(16)?,
+        user_count: r.try_get(17)?,
     })
 }
 

@@ -51,6 +51,21 @@ const SQLITE: &[Migration] = &[
         "monitors",
         include_str!("../../migrations/sqlite/0008_monitors.sql"),
     ),
+    (
+        9,
+        "tokens",
+        include_str!("../../migrations/sqlite/0009_tokens.sql"),
+    ),
+    (
+        10,
+        "keys",
+        include_str!("../../migrations/sqlite/0010_keys.sql"),
+    ),
+    (
+        11,
+        "aggregates",
+        include_str!("../../migrations/sqlite/0011_aggregates.sql"),
+    ),
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -93,6 +108,21 @@ const POSTGRES: &[Migration] = &[
         8,
         "monitors",
         include_str!("../../migrations/postgres/0008_monitors.sql"),
+    ),
+    (
+        9,
+        "tokens",
+        include_str!("../../migrations/postgres/0009_tokens.sql"),
+    ),
+    (
+        10,
+        "keys",
+        include_str!("../../migrations/postgres/0010_keys.sql"),
+    ),
+    (
+        11,
+        "aggregates",
+        include_str!("../../migrations/postgres/0011_aggregates.sql"),
     ),
 ];
 
