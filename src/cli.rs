@@ -186,9 +186,24 @@ pub enum ResponderCommand {
 pub enum TokenCommand {
     /// Create an API token; it is printed once and stored only hashed.
     Create {
+        /// A scope in Sentry's names (`event:read`, `project:write`, `org:admin`...); repeat
+        /// for more. None: every scope.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// What lists show to tell tokens apart.
+        #[arg(long, default_value = "cli")]
+        label: String,
+        /// Print one JSON object (`id`, `token`, `label`, `scopes`).
         #[arg(long)]
         json: bool,
     },
+    /// List tokens: id, label, scopes, last four characters, creation time.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token (by the id `list` shows): refused from its next request on.
+    Revoke { id: i64 },
 }
 
 /// `{scheme}://{key}@{host}{path}/{project_id}` from the public URL.
@@ -202,8 +217,7 @@ async fn open_store(common: &Common) -> crate::store::Result<Store> {
 }
 
 pub fn dsn(public_url: &str, project: &Project) -> String {
-    let (scheme, rest) = public_url.split_once("://").unwrap_or(("http", public_url));
-    format!("{scheme}://{}@{rest}/{}", project.public_key, project.id)
+    crate::http::projects::dsn(public_url, &project.public_key, project.id)
 }
 
 fn project_json(public_url: &str, p: &Project) -> serde_json::Value {
@@ -232,13 +246,7 @@ fn limits_text(l: &ProjectLimits) -> String {
     )
 }
 
-fn valid_slug(slug: &str) -> bool {
-    !slug.is_empty()
-        && slug.len() <= 50
-        && slug
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-}
+use crate::store::projects::valid_slug;
 
 pub async fn create_project(
     store: &Store,
@@ -256,18 +264,33 @@ pub async fn create_project(
         .await?)
 }
 
+/// A new token with every scope.
 pub async fn create_token(store: &Store, clock: &Clock, label: &str) -> anyhow::Result<String> {
+    Ok(
+        create_scoped_token(store, clock, label, &token::Scopes::all())
+            .await?
+            .1,
+    )
+}
+
+/// A new token with `scopes`: its id and the token (shown once).
+pub async fn create_scoped_token(
+    store: &Store,
+    clock: &Clock,
+    label: &str,
+    scopes: &token::Scopes,
+) -> anyhow::Result<(i64, String)> {
     let t = token::generate();
-    store
+    let id = store
         .insert_token(
             &token::hash(&t),
             label,
-            &token::Scopes::all(),
+            scopes,
             &t[t.len() - 4..],
             clock.now().timestamp_micros(),
         )
         .await?;
-    Ok(t)
+    Ok((id, t))
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -288,7 +311,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 )
             })?;
             let public_url = common.public_url_or(&bind);
-            if store.list_projects().await?.is_empty() {
+            // A first start; a database whose projects were all deleted gets no new one.
+            if !store.ever_had_projects().await? {
                 let p = create_project(&store, &clock, "default", "Default").await?;
                 let t = create_token(&store, &clock, "admin").await?;
                 println!("Created project 'default'.");
@@ -465,14 +489,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             store.close().await;
         }
-        Command::Token(TokenCommand::Create { json }) => {
+        Command::Token(cmd) => {
             let store = open_store(&common).await?;
-            let t = create_token(&store, &clock, "cli").await?;
-            if json {
-                println!("{}", serde_json::json!({ "token": t }));
-            } else {
-                println!("{t}");
-            }
+            token_command(&store, &clock, cmd).await?;
             store.close().await;
         }
         Command::Monitor(MonitorCommand::List { project }) => {
@@ -514,6 +533,78 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::BenchSink { bind } => {
             let listener = tokio::net::TcpListener::bind(&bind).await?;
             crate::http::sink::serve(listener).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn token_command(store: &Store, clock: &Clock, cmd: TokenCommand) -> anyhow::Result<()> {
+    match cmd {
+        TokenCommand::Create {
+            scopes,
+            label,
+            json,
+        } => {
+            let scopes = if scopes.is_empty() {
+                token::Scopes::all()
+            } else {
+                crate::http::tokens::parse_scopes(
+                    scopes
+                        .iter()
+                        .flat_map(|s| s.split([',', ' ']))
+                        .filter(|s| !s.is_empty()),
+                )
+                .map_err(anyhow::Error::msg)?
+            };
+            let (id, t) = create_scoped_token(store, clock, &label, &scopes).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "id": id.to_string(),
+                        "token": t,
+                        "label": label,
+                        "scopes": scopes.names(),
+                    })
+                );
+            } else {
+                // The token alone on standard output, so `$(stackhound token create)` is it.
+                println!("{t}");
+                eprintln!("token {id} ({label}): scopes {}", scopes.to_stored());
+            }
+        }
+        TokenCommand::List { json } => {
+            let tokens = store.list_tokens().await?;
+            if json {
+                let list: Vec<serde_json::Value> = tokens
+                    .iter()
+                    .map(|t| {
+                        serde_json::json!({
+                            "id": t.id.to_string(),
+                            "label": t.label,
+                            "scopes": t.scopes.names(),
+                            "hint": t.hint,
+                            "dateCreated": crate::issue::view::iso(t.created_at),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else {
+                for t in tokens {
+                    println!(
+                        "{}\t{}\t{}\t…{}\t{}",
+                        t.id,
+                        t.label,
+                        t.scopes.to_stored(),
+                        t.hint,
+                        crate::issue::view::iso(t.created_at)
+                    );
+                }
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            anyhow::ensure!(store.delete_token(id).await?, "no token {id}");
+            println!("revoked token {id}");
         }
     }
     Ok(())

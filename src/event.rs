@@ -32,8 +32,11 @@ pub struct NewEvent {
     pub payload: StoredPayload,
     pub release: Option<String>,
     pub environment: Option<String>,
-    /// Identifies the user for distinct-user mute limits.
+    /// Identifies the user for distinct-user mute limits and the user count.
     pub user_key: Option<String>,
+    /// The event's tags, then `level`, `environment` and `release` (`normalize::summarize`):
+    /// what the tag summary counts.
+    pub tags: Vec<(String, String)>,
 }
 
 impl NewEvent {
@@ -53,6 +56,9 @@ impl NewEvent {
             .iter()
             .map(|s| s.as_ref().map_or(0, |s| s.len()))
             .sum::<usize>();
+        let tags = (self.tags.iter())
+            .map(|(k, v)| k.len() + v.len() + 2 * std::mem::size_of::<String>())
+            .sum::<usize>();
         let hashes = (self.hashes.iter())
             .chain(&self.secondary_hashes)
             .map(|h| h.len() + 24)
@@ -62,6 +68,7 @@ impl NewEvent {
             + strings
             + optional
             + hashes
+            + tags
     }
 }
 

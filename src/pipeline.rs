@@ -134,6 +134,7 @@ fn prepare_parsed(
             release: summary.release.map(without_nul),
             environment: summary.environment.map(without_nul),
             user_key: summary.user_key.map(without_nul),
+            tags: tags_without_nul(summary.tags),
         },
     }
 }
@@ -146,6 +147,25 @@ fn without_nul(s: String) -> String {
     } else {
         s
     }
+}
+
+/// The tags as the store keeps them: without NULs, and each key still once (dropping a NUL
+/// can make two keys equal; the first wins, as in `normalize`).
+fn tags_without_nul(tags: Vec<(String, String)>) -> Vec<(String, String)> {
+    if !tags
+        .iter()
+        .any(|(k, v)| k.contains('\0') || v.contains('\0'))
+    {
+        return tags;
+    }
+    let mut out: Vec<(String, String)> = Vec::with_capacity(tags.len());
+    for (k, v) in tags {
+        let (k, v) = (without_nul(k), without_nul(v));
+        if !k.is_empty() && !v.is_empty() && !out.iter().any(|(seen, _)| *seen == k) {
+            out.push((k, v));
+        }
+    }
+    out
 }
 
 /// 32 hex digits or a dashed UUID, any case.
@@ -576,6 +596,12 @@ type KeyEntry = (Option<i64>, i64);
 /// Public key -> project id, so that authenticating a request rarely touches the database.
 /// Unknown keys are remembered briefly too, so a client with a wrong key cannot make every
 /// request a query.
+///
+/// A key can be turned off or revoked, and its project deleted, through any process: a known
+/// key is looked up again once its answer is a second old (clock time), so every process
+/// refuses it within a second; a key turned back on (or a new one) is taken within a second
+/// as well. One indexed read per key per second is nothing, and a flood of made-up keys costs
+/// one read per new key whatever the lifetime.
 #[derive(Clone)]
 pub struct KeyCache {
     store: Store,
@@ -584,7 +610,8 @@ pub struct KeyCache {
 }
 
 impl KeyCache {
-    const NEGATIVE_TTL_US: i64 = 5_000_000;
+    /// How long an answer (a project, or none) is trusted.
+    const TTL_US: i64 = 1_000_000;
     const MAX_ENTRIES: usize = 10_000;
 
     pub fn new(store: Store, clock: Clock) -> KeyCache {
@@ -595,11 +622,12 @@ impl KeyCache {
         }
     }
 
-    /// The project id of a public key, or None if no project has it.
+    /// The project id of an active public key of a live project, or None.
     pub async fn project_of(&self, key: &str) -> Result<Option<i64>, crate::store::StoreError> {
         let now = self.clock.now().timestamp_micros();
         if let Some(&(project, at)) = self.known.read().ok().as_ref().and_then(|m| m.get(key)) {
-            if project.is_some() || now - at < Self::NEGATIVE_TTL_US {
+            // `at <= now`: a manual clock moved back does not keep an answer forever.
+            if at <= now && now - at < Self::TTL_US {
                 return Ok(project);
             }
         }
@@ -611,6 +639,14 @@ impl KeyCache {
             m.insert(key.to_string(), (project, now));
         }
         Ok(project)
+    }
+
+    /// Forgets what this process knows of `key`, so that a change made here applies to the
+    /// next request at once (other processes follow within `TTL_US`).
+    pub fn forget(&self, key: &str) {
+        if let Ok(mut m) = self.known.write() {
+            m.remove(key);
+        }
     }
 }
 

@@ -725,3 +725,60 @@ async fn three_processes_open_and_resolve_a_monitor_issue_once() {
     assert_eq!(kinds.len(), 2, "{kinds:?}");
     assert_eq!(c.store.issue(issue).await.unwrap().unwrap().event_count, 2);
 }
+
+/// One event sent to each of the three processes: their answers.
+async fn statuses(c: &Cluster) -> Vec<u16> {
+    let mut out = Vec::new();
+    for i in 0..3 {
+        out.push(c.send(i, &event("keys", &new_id(), None, None)).await);
+    }
+    out
+}
+
+/// A DSN key disabled, enabled or revoked through one process is obeyed by every process
+/// within a second (each caches a key for at most one second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_key_is_refused_by_every_process_within_a_second() {
+    if !backend::available(Backend::Postgres) {
+        return;
+    }
+    let c = Cluster::start(3).await;
+    let key_path = format!("/api/0/projects/stackhound/default/keys/{KEY}/");
+    // Every process has the key cached (accepted) before it changes.
+    assert_eq!(statuses(&c).await, vec![200, 200, 200]);
+    // Past the cache's one second, every process has read the change.
+    let settle = Duration::from_millis(1100);
+    c.api(
+        0,
+        reqwest::Method::PUT,
+        &key_path,
+        json!({"isActive": false}),
+    )
+    .await;
+    tokio::time::sleep(settle).await;
+    assert_eq!(statuses(&c).await, vec![403, 403, 403], "disabled");
+    c.api(
+        1,
+        reqwest::Method::PUT,
+        &key_path,
+        json!({"isActive": true}),
+    )
+    .await;
+    tokio::time::sleep(settle).await;
+    assert_eq!(statuses(&c).await, vec![200, 200, 200], "enabled again");
+    let resp = c
+        .http
+        .delete(format!("{}{key_path}", c.base(2)))
+        .bearer_auth(&c.token)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "revoke: {}", resp.status());
+    tokio::time::sleep(settle).await;
+    assert_eq!(statuses(&c).await, vec![403, 403, 403], "revoked");
+    let (_, issues_events, _) = c.totals().await;
+    assert_eq!(
+        issues_events, 6,
+        "only the events sent while the key was active are stored"
+    );
+}

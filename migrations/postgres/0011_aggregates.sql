@@ -11,7 +11,8 @@ CREATE TABLE issue_tags (
     last_seen   BIGINT NOT NULL,
     PRIMARY KEY (issue_id, environment, key, value)
 );
-CREATE INDEX issue_tags_by_value ON issue_tags (project_id, key, value, environment);
+CREATE INDEX issue_tags_by_value ON issue_tags
+    (project_id, key, value, environment, last_seen DESC, issue_id DESC);
 
 CREATE TABLE issue_stats (
     issue_id    BIGINT NOT NULL,

@@ -1,6 +1,8 @@
 -- What the issue API reads instead of scanning events (issue 10), written in the ingest batch's
 -- transaction with the event rows. Like `issues.event_count`, these say what arrived: retention
--- deletes events but never lowers them.
+-- deletes events but never lowers them. Both tables are WITHOUT ROWID: every batch upserts
+-- rows by their primary key, which is then the one B-tree searched and written (an issue's rows
+-- sit together on few pages), rather than a key index plus the rowid table.
 
 -- Per issue, environment ('' when the event has none) and tag value (the event's tags plus
 -- `level`, `environment` and `release`, as `normalize::summarize` gives them): how many events,
@@ -16,8 +18,11 @@ CREATE TABLE issue_tags (
     first_seen  INTEGER NOT NULL,
     last_seen   INTEGER NOT NULL,
     PRIMARY KEY (issue_id, environment, key, value)
-);
-CREATE INDEX issue_tags_by_value ON issue_tags (project_id, key, value, environment);
+) WITHOUT ROWID;
+-- Tag searches, and a list filtered by one environment and tag value in `lastSeen` order
+-- (issue lists' default): read in index order up to the page's limit, no sort.
+CREATE INDEX issue_tags_by_value ON issue_tags
+    (project_id, key, value, environment, last_seen DESC, issue_id DESC);
 
 -- Events per issue, environment and hour (`bucket`: the hour's start, µs): `stats` of lists.
 CREATE TABLE issue_stats (
@@ -26,7 +31,7 @@ CREATE TABLE issue_stats (
     bucket      INTEGER NOT NULL,
     count       INTEGER NOT NULL,
     PRIMARY KEY (issue_id, bucket, environment)
-);
+) WITHOUT ROWID;
 
 -- Distinct users (id, else email, else username, else IP): the count, and the compact form it
 -- is kept exact or estimated from (see src/issue/users.rs).

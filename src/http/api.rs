@@ -4,17 +4,14 @@
 use super::error_response;
 use super::AppState;
 use crate::issue;
-use crate::normalize;
-use crate::protocol::event;
-use crate::store::events::EventRow;
-use crate::store::issues::{Issue, IssueFilter};
+use crate::issue::search::{self, StatsPeriod};
+use crate::store::issues::{Issue, IssueFilter, Sort};
 use crate::token::{self, Scope, Scopes};
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 /// An API refusal: status and detail.
 pub struct ApiError(pub StatusCode, pub String);
@@ -91,15 +88,9 @@ pub fn issue_json(app: &AppState, row: &Issue) -> Value {
     crate::issue::view::issue_json(row, &app.public_url, &app.org)
 }
 
-#[derive(Deserialize)]
-pub struct ListParams {
-    query: Option<String>,
-    cursor: Option<String>,
-    limit: Option<i64>,
-}
-
-/// `{last_seen}:{id}:0`: a keyset cursor, stable while new events arrive.
-fn parse_cursor(c: Option<&str>) -> ApiResult<Option<(i64, i64)>> {
+/// `{value}:{id}:0` (Sentry's `value:offset:is_prev` shape): a keyset cursor, stable while new
+/// events arrive. Anything else is a 400 naming it.
+pub fn parse_cursor(c: Option<&str>) -> ApiResult<Option<(i64, i64)>> {
     let Some(c) = c.filter(|c| !c.is_empty()) else {
         return Ok(None);
     };
@@ -107,14 +98,19 @@ fn parse_cursor(c: Option<&str>) -> ApiResult<Option<(i64, i64)>> {
     match (
         parts.next().and_then(|p| p.parse().ok()),
         parts.next().and_then(|p| p.parse().ok()),
+        parts.next().map(|p| p == "0" || p == "1"),
+        parts.next(),
     ) {
-        (Some(a), Some(b)) => Ok(Some((a, b))),
-        _ => Err(ApiError(StatusCode::BAD_REQUEST, "invalid cursor".into())),
+        (Some(a), Some(b), None | Some(true), None) => Ok(Some((a, b))),
+        _ => Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("bad cursor '{c}': expected {{value}}:{{id}}:0 from a Link header"),
+        )),
     }
 }
 
 /// Sentry's `Link` header: sentry-cli follows `rel="next"` while `results="true"`.
-fn link_header(base: &str, next: Option<String>) -> HeaderValue {
+pub fn link_header(base: &str, next: Option<String>) -> HeaderValue {
     let sep = if base.contains('?') { '&' } else { '?' };
     let prev = format!("<{base}{sep}cursor=>; rel=\"previous\"; results=\"false\"; cursor=\"\"");
     let next = match next {
@@ -126,14 +122,71 @@ fn link_header(base: &str, next: Option<String>) -> HeaderValue {
     HeaderValue::from_str(&format!("{prev}, {next}")).unwrap_or(HeaderValue::from_static(""))
 }
 
-fn page_limit(limit: Option<i64>) -> i64 {
+pub fn page_limit(limit: Option<i64>) -> i64 {
     limit.unwrap_or(100).clamp(1, 100)
 }
 
+/// A query string's pairs, decoded (`+` is a space), in order; keys repeat (`environment`,
+/// `project`, `id`).
+fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    uri.query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn first<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+fn all<'a>(pairs: &'a [(String, String)], key: &str) -> Vec<&'a str> {
+    pairs
+        .iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+fn bad_request(detail: String) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, detail)
+}
+
+/// `base` with every parameter of the request but `cursor`, so the `Link` URLs keep the
+/// query, sort, environments, projects and stats of the page they follow.
+fn link_base(base: &str, pairs: &[(String, String)]) -> String {
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let kept: Vec<String> = pairs
+        .iter()
+        .filter(|(k, _)| k != "cursor")
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect();
+    if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    }
+}
+
+/// `GET /api/0/projects/{org}/{project}/issues/`: the project's issues (see `list_page`).
 pub async fn list_issues(
     State(app): State<AppState>,
     Path((org, project)): Path<(String, String)>,
-    Query(params): Query<ListParams>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     authorize(&app, &headers, Scope::EventRead).await?;
@@ -145,33 +198,262 @@ pub async fn list_issues(
         .project_by_slug(&project)
         .await?
         .ok_or_else(|| not_found("project"))?;
-    let q = issue::parse_query(params.query.as_deref());
-    let limit = page_limit(params.limit);
-    let filter = IssueFilter {
-        status: q.status.map(str::to_string),
-        words: q.words,
-        after: parse_cursor(params.cursor.as_deref())?,
-        limit: limit + 1,
-    };
-    let mut rows = app.store.list_issues(project.id, &filter).await?;
-    let next = (rows.len() as i64 > limit).then(|| {
-        rows.truncate(limit as usize);
-        let last = &rows[rows.len() - 1];
-        format!("{}:{}:0", last.last_seen, last.id)
-    });
-    let mut base = format!(
+    let base = format!(
         "{}/api/0/projects/{}/{}/issues/",
         app.public_url, app.org, project.slug
     );
-    if let Some(query) = &params.query {
-        let enc = percent_encoding::utf8_percent_encode(query, percent_encoding::NON_ALPHANUMERIC);
-        base.push_str(&format!("?query={enc}"));
+    list_page(&app, &[project.id], &query_pairs(&uri), &base).await
+}
+
+/// `GET /api/0/organizations/{org}/issues/?project=ID&project=ID`: the issues of those
+/// projects (none, or `-1`: every project). An unknown project id is a 400 naming it.
+pub async fn org_list_issues(
+    State(app): State<AppState>,
+    Path(org): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    authorize(&app, &headers, Scope::EventRead).await?;
+    if org != app.org {
+        return Err(not_found("organization"));
     }
-    let body: Vec<Value> = rows.iter().map(|r| issue_json(&app, r)).collect();
+    let pairs = query_pairs(&uri);
+    let projects = org_projects(&app, &pairs).await?;
+    let base = format!("{}/api/0/organizations/{}/issues/", app.public_url, app.org);
+    list_page(&app, &projects, &pairs, &base).await
+}
+
+/// The ids the `project=` parameters name, checked; every project when there are none or one
+/// is `-1` (Sentry's "all projects").
+async fn org_projects(app: &AppState, pairs: &[(String, String)]) -> ApiResult<Vec<i64>> {
+    let known: Vec<i64> = app
+        .store
+        .list_projects()
+        .await?
+        .iter()
+        .map(|p| p.id)
+        .collect();
+    let asked = all(pairs, "project");
+    let mut out = Vec::new();
+    for v in asked.iter().filter(|v| !v.is_empty()) {
+        let id: i64 = v
+            .parse()
+            .map_err(|_| bad_request(format!("bad project '{v}': expected a project id")))?;
+        if id == -1 {
+            return Ok(known);
+        }
+        if !known.contains(&id) {
+            return Err(bad_request(format!("unknown project '{v}'")));
+        }
+        if !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    Ok(if out.is_empty() { known } else { out })
+}
+
+/// One page of issues of `projects`: `query` (Sentry's search, `is:unresolved` when absent),
+/// `environment` (repeatable), `sort` (date, new, freq, user), `statsPeriod` (24h, 14d, empty),
+/// `limit` (1..100, default 100), `cursor`, `shortIdLookup`. Every bad parameter is a 400
+/// naming it.
+async fn list_page(
+    app: &AppState,
+    projects: &[i64],
+    pairs: &[(String, String)],
+    base: &str,
+) -> ApiResult<Response> {
+    let query = first(pairs, "query");
+    let stats = StatsPeriod::parse(first(pairs, "statsPeriod")).map_err(bad_request)?;
+    let environments: Vec<String> = all(pairs, "environment")
+        .into_iter()
+        .filter(|e| !e.is_empty())
+        .map(str::to_string)
+        .collect();
+    // A query that is a short id answers that issue, whatever its status.
+    if matches!(first(pairs, "shortIdLookup"), Some("1" | "true")) {
+        if let Some(issue) = short_id_issue(app, projects, query.unwrap_or("")).await? {
+            let mut rows = vec![issue];
+            let body = page_json(app, &mut rows, stats, &environments).await?;
+            let mut resp = Json(body).into_response();
+            resp.headers_mut()
+                .insert(header::LINK, link_header(&link_base(base, pairs), None));
+            return Ok(resp);
+        }
+    }
+    let search = search::parse(query, app.clock.now()).map_err(|e| bad_request(e.to_string()))?;
+    let sort = Sort::parse(first(pairs, "sort")).map_err(bad_request)?;
+    let limit = match first(pairs, "limit").filter(|l| !l.is_empty()) {
+        None => page_limit(None),
+        Some(l) => page_limit(Some(l.parse().map_err(|_| {
+            bad_request(format!("bad limit '{l}': expected a number from 1 to 100"))
+        })?)),
+    };
+    let filter = IssueFilter {
+        search,
+        environments: environments.clone(),
+        sort,
+        after: parse_cursor(first(pairs, "cursor"))?,
+        limit: limit + 1,
+    };
+    let mut rows = app.store.list_issues_in(projects, &filter).await?;
+    let next = (rows.len() as i64 > limit).then(|| {
+        rows.truncate(limit as usize);
+        let last = &rows[rows.len() - 1];
+        format!("{}:{}:0", sort.value(last), last.id)
+    });
+    let envs = filter.environments_in_effect().unwrap_or_default();
+    let body = page_json(app, &mut rows, stats, &envs).await?;
     let mut resp = Json(body).into_response();
     resp.headers_mut()
-        .insert(header::LINK, link_header(&base, next));
+        .insert(header::LINK, link_header(&link_base(base, pairs), next));
     Ok(resp)
+}
+
+/// The issue whose short id (`DEFAULT-3`) `query` is, if it is one of `projects`.
+async fn short_id_issue(app: &AppState, projects: &[i64], query: &str) -> ApiResult<Option<Issue>> {
+    let Some((slug, number)) = issue::parse_short_id(query.trim()) else {
+        return Ok(None);
+    };
+    let Some(project) = app.store.project_by_slug(&slug).await? else {
+        return Ok(None);
+    };
+    if !projects.contains(&project.id) {
+        return Ok(None);
+    }
+    match app.store.issue_by_number(project.id, number).await? {
+        Some(i) => Ok(app.store.issue_following_merges(i.id).await?),
+        None => Ok(None),
+    }
+}
+
+/// The page's JSON, with `stats` when asked: per issue, `[unix seconds, events]` per bucket
+/// from `issue_stats` (one read for the page), over `environments` (all when empty).
+async fn page_json(
+    app: &AppState,
+    rows: &mut [Issue],
+    stats: Option<StatsPeriod>,
+    environments: &[String],
+) -> ApiResult<Vec<Value>> {
+    let mut body: Vec<Value> = rows.iter().map(|r| issue_json(app, r)).collect();
+    let Some(period) = stats else {
+        return Ok(body);
+    };
+    let (buckets, width) = period.buckets(app.clock.now());
+    let since = buckets[0];
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let envs = (!environments.is_empty()).then_some(environments);
+    let counts = app.store.issue_stats(&ids, envs, since).await?;
+    let mut per_issue: std::collections::HashMap<i64, Vec<i64>> = ids
+        .iter()
+        .map(|id| (*id, vec![0i64; buckets.len()]))
+        .collect();
+    for (id, bucket, n) in counts {
+        let slot = per_issue
+            .get_mut(&id)
+            .and_then(|per| per.get_mut(((bucket - since) / width) as usize));
+        if let Some(slot) = slot {
+            *slot += n;
+        }
+    }
+    for (row, json) in rows.iter().zip(body.iter_mut()) {
+        let per = per_issue.remove(&row.id).unwrap_or_default();
+        let series: Vec<Value> = buckets
+            .iter()
+            .zip(per)
+            .map(|(b, n)| json!([b / 1_000_000, n]))
+            .collect();
+        if let Value::Object(m) = json {
+            m.insert("stats".into(), json!({ period.key(): series }));
+        }
+    }
+    Ok(body)
+}
+
+/// `PUT /api/0/organizations/{org}/issues/?id=..`: the project route's bulk update
+/// (`lifecycle::bulk_update`) for the issues named, project by project; without `id`, for
+/// every issue of the `project=` projects (all when none) with the `status=` given. Answers as
+/// the project route does (the first project's answer; 204 when nothing matched); a merge
+/// must name issues of one project.
+pub async fn org_bulk_update(
+    State(app): State<AppState>,
+    Path(org): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    authorize(&app, &headers, Scope::EventWrite).await?;
+    if org != app.org {
+        return Err(not_found("organization"));
+    }
+    let pairs = query_pairs(&uri);
+    let status: Vec<(String, String)> = pairs
+        .iter()
+        .filter(|(k, _)| k == "status")
+        .cloned()
+        .collect();
+    // (project, the query string for its bulk update)
+    let mut targets: Vec<(i64, Vec<(String, String)>)> = Vec::new();
+    let ids = all(&pairs, "id");
+    if ids.is_empty() {
+        for p in org_projects(&app, &pairs).await? {
+            targets.push((p, status.clone()));
+        }
+    } else {
+        for v in ids {
+            let id: i64 = v
+                .parse()
+                .map_err(|_| bad_request(format!("invalid issue id '{v}'")))?;
+            // Ids of no issue are left alone, as Sentry does.
+            let Some(issue) = app.store.issue_following_merges(id).await? else {
+                continue;
+            };
+            let pair = ("id".to_string(), id.to_string());
+            match targets.iter_mut().find(|(p, _)| *p == issue.project_id) {
+                Some((_, q)) => q.push(pair),
+                None => {
+                    let mut q = status.clone();
+                    q.push(pair);
+                    targets.push((issue.project_id, q));
+                }
+            }
+        }
+    }
+    if targets.len() > 1 && body_has_merge(&body) {
+        return Err(bad_request(
+            "a merge must name issues of one project".into(),
+        ));
+    }
+    let mut answer: Option<Response> = None;
+    for (project_id, q) in targets {
+        let Some(project) = app.store.project_by_id(project_id).await? else {
+            continue;
+        };
+        let path = link_base(
+            &format!("/api/0/projects/{}/{}/issues/", app.org, project.slug),
+            &q,
+        );
+        let uri: Uri = path
+            .parse()
+            .map_err(|_| bad_request("bad query string".into()))?;
+        let resp = super::lifecycle::bulk_update(
+            State(app.clone()),
+            Path((app.org.clone(), project.slug.clone())),
+            uri,
+            headers.clone(),
+            body.clone(),
+        )
+        .await?;
+        if resp.status() == StatusCode::OK && answer.is_none() {
+            answer = Some(resp);
+        }
+    }
+    Ok(answer.unwrap_or_else(|| StatusCode::NO_CONTENT.into_response()))
+}
+
+fn body_has_merge(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .is_some_and(|v| v.get("merge").is_some())
 }
 
 /// A numeric issue id, or a short id like `DEFAULT-3`.
@@ -221,11 +503,8 @@ pub async fn issue_detail(
             .collect();
         for (k, v) in [
             ("activity", json!(activity)),
-            ("firstRelease", Value::Null),
-            ("lastRelease", Value::Null),
             ("seenBy", json!([])),
             ("participants", json!([])),
-            ("tags", json!([])),
             ("userReportCount", json!(0)),
             ("pluginActions", json!([])),
             // Not in Sentry's detail (it has `/hashes/`): which hashes bring events here.
@@ -233,6 +512,10 @@ pub async fn issue_detail(
             // Not in Sentry's: what responders have done and will do (`/actions/` has all).
             ("responderActions", responder_actions(&app, row.id).await?),
         ] {
+            m.insert(k.into(), v);
+        }
+        // `firstRelease`, `lastRelease`, `tags`, `userCountEstimated`: from the aggregates.
+        for (k, v) in super::tags::detail_fields(&app, row.id).await? {
             m.insert(k.into(), v);
         }
     }
@@ -263,134 +546,6 @@ pub async fn org_issue_detail(
     issue_detail(State(app), Path(id), headers).await
 }
 
-/// The stored event JSON plus Sentry's API fields about it.
-fn event_json(row: &EventRow, full: bool) -> Value {
-    let raw = match row.payload.event_json() {
-        Ok(raw) => raw,
-        Err(e) => {
-            tracing::error!(error = %e, event = row.id, "stored payload unreadable");
-            Vec::new()
-        }
-    };
-    // Ingestion skips fields it does not need without a depth limit, so a stored event may
-    // nest deeper than a full parse allows: then it is shown as text rather than dropped.
-    let mut stored: Map<String, Value> = match serde_json::from_slice(&raw) {
-        Ok(map) => map,
-        Err(e) if !raw.is_empty() => {
-            let mut m = Map::new();
-            m.insert("raw".into(), json!(String::from_utf8_lossy(&raw)));
-            m.insert(
-                "errors".into(),
-                json!([{"type": "unparsable_for_display", "reason": e.to_string()}]),
-            );
-            m
-        }
-        Err(_) => Map::new(),
-    };
-    let parsed = event::parse(&raw).unwrap_or_default();
-    let s = normalize::summarize(&parsed, row.received as f64 / 1e6);
-    let id = hex::encode(row.event_id);
-    let tags: Vec<Value> = s
-        .tags
-        .iter()
-        .map(|(k, v)| json!({"key": k, "value": v}))
-        .collect();
-    let user = stored.get("user").cloned().unwrap_or(Value::Null);
-    let mut out = if full {
-        std::mem::take(&mut stored)
-    } else {
-        Map::new()
-    };
-    // The envelope header's id wins over the payload's, so show the one we stored.
-    if full {
-        out.insert("event_id".into(), json!(id));
-    }
-    for (k, v) in [
-        ("id", json!(id)),
-        ("eventID", json!(id)),
-        ("groupID", json!(row.issue_id.to_string())),
-        ("projectID", json!(row.project_id.to_string())),
-        ("title", json!(s.title)),
-        ("message", json!(s.message)),
-        ("culprit", json!(s.culprit)),
-        ("platform", json!(s.platform)),
-        ("event.type", json!(s.event_type)),
-        ("dateCreated", json!(iso(row.timestamp))),
-        ("dateReceived", json!(iso(row.received))),
-        ("user", user),
-        ("tags", json!(tags)),
-        ("metadata", s.metadata),
-    ] {
-        // In a full event the stored fields stay as sent; the API fields fill in around them.
-        if !full || !out.contains_key(k) || matches!(k, "id" | "eventID" | "groupID" | "projectID")
-        {
-            out.insert(k.into(), v);
-        }
-    }
-    Value::Object(out)
-}
-
-#[derive(Deserialize)]
-pub struct EventParams {
-    cursor: Option<String>,
-    limit: Option<i64>,
-    full: Option<String>,
-}
-
-pub async fn issue_events(
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-    Query(params): Query<EventParams>,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    authorize(&app, &headers, Scope::EventRead).await?;
-    let issue = find_issue(&app, &id).await?;
-    let limit = page_limit(params.limit);
-    let after = parse_cursor(params.cursor.as_deref())?;
-    let mut rows = app.store.issue_events(issue.id, after, limit + 1).await?;
-    let next = (rows.len() as i64 > limit).then(|| {
-        rows.truncate(limit as usize);
-        let last = &rows[rows.len() - 1];
-        format!("{}:{}:0", last.timestamp, last.id)
-    });
-    let full = matches!(params.full.as_deref(), Some("1" | "true"));
-    let body: Vec<Value> = rows.iter().map(|r| event_json(r, full)).collect();
-    let base = format!("{}/api/0/issues/{}/events/", app.public_url, issue.id);
-    let mut resp = Json(body).into_response();
-    resp.headers_mut()
-        .insert(header::LINK, link_header(&base, next));
-    Ok(resp)
-}
-
-/// `latest`, `oldest`, `recommended` (= latest) or an event id.
-pub async fn issue_event(
-    State(app): State<AppState>,
-    Path((id, which)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> ApiResult<Json<Value>> {
-    authorize(&app, &headers, Scope::EventRead).await?;
-    let issue = find_issue(&app, &id).await?;
-    let row = match which.as_str() {
-        "latest" | "recommended" => app.store.issue_events(issue.id, None, 1).await?.pop(),
-        "oldest" => app.store.oldest_event(issue.id).await?,
-        other => match crate::pipeline::parse_event_id(other) {
-            Some(event_id) => app.store.issue_event(issue.id, event_id).await?,
-            None => None,
-        },
-    };
-    // Retention deletes events but keeps their issue (and its count): say so rather than
-    // leave a listed issue looking broken.
-    let row = row.ok_or_else(|| match which.as_str() {
-        "latest" | "recommended" | "oldest" if issue.event_count > 0 => ApiError(
-            StatusCode::NOT_FOUND,
-            "event not found: this issue's events are past the retention limit and were deleted"
-                .into(),
-        ),
-        _ => not_found("event"),
-    })?;
-    Ok(Json(event_json(&row, true)))
-}
-
 /// `GET /api/0/`: who the token is, like Sentry's index (sentry-cli's `info` reads it).
 pub async fn index(State(app): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
     // Any valid token may ask who it is and what it may do.
@@ -402,6 +557,27 @@ pub async fn index(State(app): State<AppState>, headers: HeaderMap) -> ApiResult
     })))
 }
 
+/// Liveness: the process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    responses((status = 200, description = "Alive", body = super::openapi::Healthz)),
+)]
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"ok": true}))
+}
+
+/// Readiness: storage reachable, no storage fault, every migration applied.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    responses(
+        (status = 200, description = "Ready, with the ingestion counters", body = super::openapi::Readyz),
+        (status = 503, description = "Not ready, and why", body = super::openapi::NotReady),
+    ),
+)]
 pub async fn readyz(State(app): State<AppState>) -> Response {
     use std::sync::atomic::Ordering::Relaxed;
     let counters = &app.pipeline.counters;

@@ -18,6 +18,21 @@ use serde_json::{json, Map, Value};
 /// it contributes and why not, its hash and the component tree whose values made it, computed
 /// from the stored event with the project's current configuration (Sentry's shape: an object
 /// keyed by variant).
+#[utoipa::path(
+    get,
+    path = "/api/0/projects/{org}/{project}/events/{event}/grouping-info/",
+    tag = "grouping",
+    params(super::openapi::ProjectPath, ("event" = String, Path, description = "The event id, 32 hex digits (dashes allowed)")),
+    responses(
+        (status = 200, description = "One entry per variant", body = super::openapi::GroupingInfo),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such organization, project or event", body = super::openapi::Error),
+        (status = 500, description = "The stored event is unreadable", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["event:read"])),
+)]
 pub async fn grouping_info(
     State(app): State<AppState>,
     Path((org, slug, event_id)): Path<(String, String, String)>,
@@ -60,6 +75,20 @@ pub async fn grouping_info(
 
 /// `GET /api/0/issues/{id}/hashes/`: the hashes linked to an issue, each with the scheme that
 /// linked it. An event joins the issue when any of its hashes is among these.
+#[utoipa::path(
+    get,
+    path = "/api/0/issues/{issue}/hashes/",
+    tag = "grouping",
+    params(super::openapi::IssuePath),
+    responses(
+        (status = 200, description = "The hashes", body = Vec<super::openapi::Hash>),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such issue", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["event:read"])),
+)]
 pub async fn issue_hashes(
     State(app): State<AppState>,
     Path(id): Path<String>,

@@ -8,6 +8,16 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+/// Every component's health: database, ingest queue, alert and action delivery, scheduler.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "health",
+    responses(
+        (status = 200, description = "Every component is healthy", body = super::openapi::Health),
+        (status = 503, description = "A component is not healthy", body = super::openapi::Health),
+    ),
+)]
 pub async fn health(State(app): State<AppState>) -> Response {
     let sources = Sources {
         store: app.store.clone(),
@@ -33,6 +43,13 @@ pub async fn health(State(app): State<AppState>) -> Response {
 /// The version of the text format Prometheus expects in the content type.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// Prometheus metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    responses((status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain")),
+)]
 pub async fn metrics(State(app): State<AppState>) -> Response {
     let gauges = Gauges {
         queued: app.pipeline.queued(),

@@ -167,6 +167,40 @@ fn answer(result: Result<Answer, Reject>) -> Response {
     }
 }
 
+/// Ingests an envelope: its event (and any cron check-in) is stored and answered once committed.
+///
+/// Items we do not keep (transactions, sessions, attachments, ...) are dropped and named in
+/// `X-Sentry-Rate-Limits`; an envelope without an event is answered `{}`. The body may be
+/// compressed (`Content-Encoding`: gzip, deflate, br, zstd). The key comes from
+/// `X-Sentry-Auth`, `Authorization: Sentry ...`, the `sentry_key` query parameter or the
+/// envelope header's `dsn`.
+#[utoipa::path(
+    post,
+    path = "/api/{project_id}/envelope/",
+    tag = "ingestion",
+    params(super::openapi::IngestPath),
+    request_body(
+        description = "A Sentry envelope: a JSON header line, then items (a JSON header line and a payload each)",
+        content(
+            (String = "application/x-sentry-envelope"),
+            (String = "text/plain"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "Stored (or nothing to store)", body = super::openapi::Ingested,
+            headers(("X-Sentry-Rate-Limits" = String, description = "Categories the SDK should hold back, and for how long"))),
+        (status = 400, description = "Malformed envelope, body or event", body = super::openapi::Error),
+        (status = 401, description = "No key, or an unknown one", body = super::openapi::Error),
+        (status = 403, description = "The key belongs to another project", body = super::openapi::Error),
+        (status = 408, description = "The body did not arrive in time", body = super::openapi::Error),
+        (status = 413, description = "The body exceeds the size limit", body = super::openapi::Error),
+        (status = 429, description = "The project's quota is spent", body = super::openapi::Error,
+            headers(("Retry-After" = String, description = "Seconds to wait"), ("X-Sentry-Rate-Limits" = String, description = "Categories the SDK should hold back, and for how long"))),
+        (status = 503, description = "Overloaded or storage unavailable", body = super::openapi::Error,
+            headers(("Retry-After" = String, description = "Seconds to wait"), ("X-Sentry-Rate-Limits" = String, description = "Categories the SDK should hold back, and for how long"))),
+    ),
+    security(("sentry_auth" = []), ("sentry_key" = []), ()),
+)]
 pub async fn envelope(
     State(app): State<AppState>,
     Path(project_id): Path<String>,
@@ -179,6 +213,29 @@ pub async fn envelope(
     respond(&app, started, result)
 }
 
+/// Ingests one event as a JSON body: the legacy route of older SDKs.
+///
+/// Without `Content-Encoding` the body may also be base64 of zlib, as old SDKs send it.
+#[utoipa::path(
+    post,
+    path = "/api/{project_id}/store/",
+    tag = "ingestion",
+    params(super::openapi::IngestPath),
+    request_body(description = "One event (Sentry's event payload)", content = Object, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Stored", body = super::openapi::Ingested),
+        (status = 400, description = "Malformed body or event", body = super::openapi::Error),
+        (status = 401, description = "No key, or an unknown one", body = super::openapi::Error),
+        (status = 403, description = "The key belongs to another project", body = super::openapi::Error),
+        (status = 408, description = "The body did not arrive in time", body = super::openapi::Error),
+        (status = 413, description = "The body exceeds the event size limit", body = super::openapi::Error),
+        (status = 429, description = "The project's quota is spent", body = super::openapi::Error,
+            headers(("Retry-After" = String, description = "Seconds to wait"), ("X-Sentry-Rate-Limits" = String, description = "Categories the SDK should hold back, and for how long"))),
+        (status = 503, description = "Overloaded or storage unavailable", body = super::openapi::Error,
+            headers(("Retry-After" = String, description = "Seconds to wait"), ("X-Sentry-Rate-Limits" = String, description = "Categories the SDK should hold back, and for how long"))),
+    ),
+    security(("sentry_auth" = []), ("sentry_key" = []), ()),
+)]
 pub async fn store(
     State(app): State<AppState>,
     Path(project_id): Path<String>,

@@ -56,7 +56,25 @@ async fn change(
     Ok(app.store.change_status(&ids, &change, actor, now).await?)
 }
 
+/// Changes an issue's status: resolve (also in a release), mute, unmute, reopen.
+///
 /// `PUT /api/0/issues/{id}/`: answers the issue as it is afterwards.
+#[utoipa::path(
+    put,
+    path = "/api/0/issues/{issue}/",
+    tag = "issues",
+    params(super::openapi::IssuePath),
+    request_body = super::openapi::IssueUpdate,
+    responses(
+        (status = 200, description = "The issue as it is afterwards", body = super::openapi::Issue),
+        (status = 400, description = "A malformed body, or a change the issue refuses", body = super::openapi::Error),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such issue", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["event:write"])),
+)]
 pub async fn update_issue(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -78,7 +96,25 @@ pub async fn update_issue(
     Ok(Json(issue_json(&app, &fresh)))
 }
 
+/// Changes an issue's status, named under its organization.
+///
 /// `PUT /api/0/organizations/{org}/issues/{id}/`: the same as `update_issue`.
+#[utoipa::path(
+    put,
+    path = "/api/0/organizations/{org}/issues/{issue}/",
+    tag = "issues",
+    params(("org" = String, Path, description = "The organization's slug"), super::openapi::IssuePath),
+    request_body = super::openapi::IssueUpdate,
+    responses(
+        (status = 200, description = "The issue as it is afterwards", body = super::openapi::Issue),
+        (status = 400, description = "A malformed body, or a change the issue refuses", body = super::openapi::Error),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such organization or issue", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["event:write"])),
+)]
 pub async fn update_org_issue(
     State(app): State<AppState>,
     Path((org, id)): Path<(String, String)>,
@@ -167,6 +203,27 @@ async fn merge(
 /// all): answers the applied change like Sentry, 204 when no issue matched, 400 when every
 /// matched issue refused. A merged issue's id stands for the issue it was merged into. With
 /// `{"merge": 1}` in the body, merges the issues instead (`merge`).
+#[utoipa::path(
+    put,
+    path = "/api/0/projects/{org}/{project}/issues/",
+    tag = "issues",
+    params(
+        super::openapi::ProjectPath,
+        ("id" = Option<Vec<i64>>, Query, explode, description = "The issues to change (repeat `id`); none: every issue (of `status`)"),
+        ("status" = Option<String>, Query, description = "Only issues of this status: `unresolved`, `resolved`, `ignored`"),
+    ),
+    request_body = super::openapi::IssueUpdate,
+    responses(
+        (status = 200, description = "The change applied (or the merge)", body = super::openapi::BulkUpdateAnswer),
+        (status = 204, description = "No issue matched"),
+        (status = 400, description = "A malformed body, or a change the issue refuses", body = super::openapi::Error),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such organization or project", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["event:write"])),
+)]
 pub async fn bulk_update(
     State(app): State<AppState>,
     Path((org, slug)): Path<(String, String)>,
@@ -264,7 +321,23 @@ pub fn activity_json(a: &crate::issue::model::Activity) -> Value {
     })
 }
 
-/// `GET /api/0/issues/{id}/activities/`: the history, newest first.
+/// An issue's history, newest first.
+///
+/// `GET /api/0/issues/{id}/activities/`.
+#[utoipa::path(
+    get,
+    path = "/api/0/issues/{issue}/activities/",
+    tag = "issues",
+    params(super::openapi::IssuePath),
+    responses(
+        (status = 200, description = "The history", body = Vec<super::openapi::Activity>),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such issue", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["event:read"])),
+)]
 pub async fn activities(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -276,7 +349,8 @@ pub async fn activities(
     Ok(Json(Value::Array(rows.iter().map(activity_json).collect())))
 }
 
-async fn project_json(app: &AppState, p: &Project) -> ApiResult<Value> {
+/// Sentry's project object plus our settings (alerts, limits, grouping).
+pub(crate) async fn project_json(app: &AppState, p: &Project) -> ApiResult<Value> {
     let (new_issue, regression, unmute) = app.store.project_alerts(p.id).await?;
     let limits = app.store.project_limits(p.id).await?;
     let grouping = app.store.grouping_settings(p.id).await?.unwrap_or_default();
@@ -284,7 +358,14 @@ async fn project_json(app: &AppState, p: &Project) -> ApiResult<Value> {
         "id": p.id.to_string(),
         "slug": p.slug,
         "name": p.name,
+        "platform": null,
         "dateCreated": iso(p.created_at),
+        "status": "active",
+        "isBookmarked": false,
+        "isMember": true,
+        "hasAccess": true,
+        "features": [],
+        "organization": super::projects::organization_json(app),
         "alertOnNewIssue": new_issue,
         "alertOnRegression": regression,
         "alertOnUnmute": unmute,
@@ -340,7 +421,8 @@ fn apply_limits(body: &Value, limits: &mut ProjectLimits) -> ApiResult<bool> {
     Ok(named)
 }
 
-/// `PUT /api/0/projects/{org}/{project}/` with `alertOnNewIssue`, `alertOnRegression`,
+/// `PUT /api/0/projects/{org}/{project}/` with `name` and `slug` (a rename: 409 when the
+/// slug is taken), `alertOnNewIssue`, `alertOnRegression`,
 /// `alertOnUnmute` (booleans), the limits `rateLimitPerMinute`, `rateLimitPerHour`,
 /// `retentionDays`, `retentionMaxEvents` (integers, null clears) and the grouping settings
 /// `groupingConfig`, `fingerprintingRules`, `groupingEnhancements`, `secondaryGroupingConfig`,
@@ -353,8 +435,9 @@ pub async fn update_project(
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
     authorize(&app, &headers, Scope::ProjectWrite).await?;
-    let p = project_of(&app, &org, &slug).await?;
+    let mut p = project_of(&app, &org, &slug).await?;
     let body = body_json(&body)?;
+    let (name, new_slug) = super::projects::rename_fields(&body)?;
     let switch = |name: &str| -> ApiResult<Option<bool>> {
         match body.get(name) {
             None | Some(Value::Null) => Ok(None),
@@ -373,6 +456,11 @@ pub async fn update_project(
     let now = app.clock.now().timestamp_micros();
     let grouping =
         super::grouping::apply_settings(&body, &current, now, app.grouping.transition_us())?;
+    // The rename first: the only part that can still be refused (a slug taken), before
+    // anything else is stored.
+    if name.is_some() || new_slug.is_some() {
+        p = super::projects::rename(&app, &p, name.as_deref(), new_slug.as_deref()).await?;
+    }
     if let Some(grouping) = grouping {
         let saved = app
             .store
@@ -404,7 +492,23 @@ fn channel_json(c: &crate::store::alerts::Channel) -> Value {
     json!({"id": c.id.to_string(), "kind": c.kind, "config": config, "dateCreated": iso(c.created_at)})
 }
 
+/// A project's alert channels.
+///
 /// `GET /api/0/projects/{org}/{project}/alert-channels/`.
+#[utoipa::path(
+    get,
+    path = "/api/0/projects/{org}/{project}/alert-channels/",
+    tag = "alerts",
+    params(super::openapi::ProjectPath),
+    responses(
+        (status = 200, description = "The channels", body = Vec<super::openapi::Channel>),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such organization or project", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["project:read"])),
+)]
 pub async fn list_channels(
     State(app): State<AppState>,
     Path((org, slug)): Path<(String, String)>,
@@ -418,6 +522,22 @@ pub async fn list_channels(
 
 /// `POST /api/0/projects/{org}/{project}/alert-channels/` with `{"kind", "url", "secret"?}` or
 /// `{"kind": "email", "to": [...]}`.
+#[utoipa::path(
+    post,
+    path = "/api/0/projects/{org}/{project}/alert-channels/",
+    tag = "alerts",
+    params(super::openapi::ProjectPath),
+    request_body = super::openapi::ChannelCreate,
+    responses(
+        (status = 201, description = "Created", body = super::openapi::Channel),
+        (status = 400, description = "A malformed body, or an invalid channel", body = super::openapi::Error),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such organization or project", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["project:write"])),
+)]
 pub async fn create_channel(
     State(app): State<AppState>,
     Path((org, slug)): Path<(String, String)>,
@@ -439,14 +559,32 @@ pub async fn create_channel(
     Ok((StatusCode::CREATED, Json(channel_json(&c))).into_response())
 }
 
+/// Deletes an alert channel.
+///
 /// `DELETE /api/0/projects/{org}/{project}/alert-channels/{id}/`.
+#[utoipa::path(
+    delete,
+    path = "/api/0/projects/{org}/{project}/alert-channels/{id}/",
+    tag = "alerts",
+    params(super::openapi::ProjectPath, ("id" = String, Path, description = "The channel's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such organization, project or channel", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["project:write"])),
+)]
 pub async fn delete_channel(
     State(app): State<AppState>,
-    Path((org, slug, id)): Path<(String, String, i64)>,
+    Path((org, slug, id)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     authorize(&app, &headers, Scope::ProjectWrite).await?;
     let p = project_of(&app, &org, &slug).await?;
+    // A malformed id names no channel: 404 in `{"detail"}`, not axum's plain-text 400.
+    let id: i64 = id.parse().map_err(|_| not_found("channel"))?;
     if app.store.delete_channel(p.id, id).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
@@ -454,7 +592,23 @@ pub async fn delete_channel(
     }
 }
 
-/// `GET /api/0/projects/{org}/{project}/alert-deliveries/`: the delivery log, newest first.
+/// A project's alert delivery log, newest first (the last 200).
+///
+/// `GET /api/0/projects/{org}/{project}/alert-deliveries/`.
+#[utoipa::path(
+    get,
+    path = "/api/0/projects/{org}/{project}/alert-deliveries/",
+    tag = "alerts",
+    params(super::openapi::ProjectPath),
+    responses(
+        (status = 200, description = "The deliveries", body = Vec<super::openapi::Delivery>),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such organization or project", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["project:read"])),
+)]
 pub async fn deliveries(
     State(app): State<AppState>,
     Path((org, slug)): Path<(String, String)>,

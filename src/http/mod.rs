@@ -1,14 +1,19 @@
 //! The only module that knows axum: routes, extractors, and error-to-response mapping.
 
 pub mod api;
+pub mod events;
 pub mod grouping;
 pub mod health;
 pub mod ingest;
 pub mod lifecycle;
 pub mod monitors;
+pub mod openapi;
+pub mod projects;
 pub mod responders;
 pub mod serve;
 pub mod sink;
+pub mod tags;
+pub mod tokens;
 
 use crate::budget::MemoryBudget;
 use crate::clock::Clock;
@@ -66,7 +71,9 @@ pub fn router(state: AppState) -> Router {
     let api = with_slash(
         api,
         "/api/0/issues/{issue}",
-        get(api::issue_detail).put(lifecycle::update_issue),
+        get(api::issue_detail)
+            .put(lifecycle::update_issue)
+            .delete(projects::delete_issue),
     );
     let api = with_slash(
         api,
@@ -76,7 +83,36 @@ pub fn router(state: AppState) -> Router {
     let api = with_slash(
         api,
         "/api/0/projects/{org}/{project}",
-        get(lifecycle::get_project).put(lifecycle::update_project),
+        get(lifecycle::get_project)
+            .put(lifecycle::update_project)
+            .delete(projects::delete_project),
+    );
+    let api = with_slash(
+        api,
+        "/api/0/organizations/{org}/projects",
+        get(projects::list_projects).post(projects::create_project),
+    );
+    let api = with_slash(
+        api,
+        "/api/0/projects/{org}/{project}/keys",
+        get(projects::list_keys).post(projects::create_key),
+    );
+    let api = with_slash(
+        api,
+        "/api/0/projects/{org}/{project}/keys/{key}",
+        get(projects::get_key)
+            .put(projects::update_key)
+            .delete(projects::delete_key),
+    );
+    let api = with_slash(
+        api,
+        "/api/0/api-tokens",
+        get(tokens::list).post(tokens::create),
+    );
+    let api = with_slash(
+        api,
+        "/api/0/api-tokens/{id}",
+        axum::routing::delete(tokens::delete),
     );
     let api = with_slash(
         api,
@@ -96,9 +132,31 @@ pub fn router(state: AppState) -> Router {
     let api = with_slash(
         api,
         "/api/0/organizations/{org}/issues/{issue}",
-        get(api::org_issue_detail).put(lifecycle::update_org_issue),
+        get(api::org_issue_detail)
+            .put(lifecycle::update_org_issue)
+            .delete(projects::delete_org_issue),
     );
-    let api = with_slash(api, "/api/0/issues/{issue}/events", get(api::issue_events));
+    let api = with_slash(
+        api,
+        "/api/0/organizations/{org}/issues",
+        get(api::org_list_issues).put(api::org_bulk_update),
+    );
+    let api = with_slash(
+        api,
+        "/api/0/issues/{issue}/events",
+        get(events::issue_events),
+    );
+    let api = with_slash(api, "/api/0/issues/{issue}/tags", get(tags::issue_tags));
+    let api = with_slash(
+        api,
+        "/api/0/issues/{issue}/tags/{key}",
+        get(tags::issue_tag),
+    );
+    let api = with_slash(
+        api,
+        "/api/0/issues/{issue}/tags/{key}/values",
+        get(tags::issue_tag_values),
+    );
     let api = with_slash(
         api,
         "/api/0/issues/{issue}/hashes",
@@ -112,7 +170,12 @@ pub fn router(state: AppState) -> Router {
     let api = with_slash(
         api,
         "/api/0/issues/{issue}/events/{event}",
-        get(api::issue_event),
+        get(events::issue_event),
+    );
+    let api = with_slash(
+        api,
+        "/api/0/projects/{org}/{project}/events/{event}",
+        get(events::project_event),
     );
     let api = with_slash(
         api,
@@ -159,6 +222,7 @@ pub fn router(state: AppState) -> Router {
         get(monitors::monitor_checkins),
     );
     let api = with_slash(api, "/api/0", get(api::index));
+    let api = api.route("/api/0/openapi.json", get(openapi::openapi_json));
     let probes = Router::new()
         .route(
             "/healthz",
@@ -173,6 +237,29 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+/// The path a request is routed by: paths under `/api/` end with a slash (Sentry's canonical
+/// form, what SDKs and sentry-cli send), other paths (the probes) and the OpenAPI document
+/// without one, so each route is registered once. The query string is kept. `None` when the
+/// path is canonical already.
+pub fn canonical_path(path_and_query: &str) -> Option<String> {
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_and_query, None),
+    };
+    let slash = path.starts_with("/api/") && path.trim_end_matches('/') != openapi::DOCUMENT_PATH;
+    let canonical = match (slash, path.ends_with('/')) {
+        (true, false) => format!("{path}/"),
+        (false, true) if !path.trim_end_matches('/').is_empty() => {
+            path.trim_end_matches('/').to_string()
+        }
+        _ => return None,
+    };
+    Some(match query {
+        Some(q) => format!("{canonical}?{q}"),
+        None => canonical,
+    })
 }
 
 /// Registers `path` and `path/`: SDKs always send the slash, people and scripts often don't.

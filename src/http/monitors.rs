@@ -1,6 +1,6 @@
 //! Cron monitors over HTTP: the SDK-facing check-in endpoint (`/api/{project_id}/cron/{slug}/[{key}/]`), check-in envelope items, and the `/api/0/` monitor reads.
 
-use super::api::{authorize, iso, not_found, ApiResult};
+use super::api::{authorize, iso, not_found, ApiError, ApiResult};
 use super::{ingest_error_response, AppState};
 use crate::monitor::schedule::MonitorConfig;
 use crate::monitor::CheckIn;
@@ -9,6 +9,7 @@ use crate::store::monitors::{Checkin, Monitor, MonitorEnv, Recorded};
 use crate::store::StoreError;
 use crate::token::Scope;
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -56,7 +57,36 @@ fn refuse(status: u16, detail: &str) -> Response {
     )
 }
 
+/// A cron check-in with the DSN key in the path.
+///
 /// `GET|POST /api/{project_id}/cron/{monitor_slug}/{sentry_key}/`.
+#[utoipa::path(
+    method(get, post),
+    path = "/api/{project_id}/cron/{monitor_slug}/{sentry_key}/",
+    params(
+        super::openapi::IngestPath,
+        ("monitor_slug" = String, Path, description = "The monitor's slug"),
+        ("sentry_key" = String, Path, description = "The DSN's public key"),
+        ("status" = Option<String>, Query, description = "`in_progress`, `ok` or `error` (query form)"),
+        ("check_in_id" = Option<String>, Query, description = "A UUID (query form)"),
+        ("duration" = Option<f64>, Query, description = "Seconds (query form)"),
+        ("environment" = Option<String>, Query, description = "The environment (query form)"),
+    ),
+    tag = "ingestion",
+    request_body(
+        description = "A check-in as JSON (`Content-Type: application/json`); without a JSON body the check-in is read from the query",
+        content = Option<super::openapi::CheckInPayload>,
+        content_type = "application/json",
+    ),
+    responses(
+        (status = 202, description = "Recorded (a check-in for an unknown monitor without `monitor_config` is dropped)", body = super::openapi::Empty),
+        (status = 400, description = "A malformed check-in, project id or query", body = super::openapi::Error),
+        (status = 401, description = "No key, or an unusable one", body = super::openapi::Error),
+        (status = 403, description = "The key belongs to another project", body = super::openapi::Error),
+        (status = 413, description = "The body exceeds 100 KiB", body = super::openapi::Error),
+        (status = 503, description = "Storage unavailable; retry later", body = super::openapi::Error),
+    ),
+)]
 pub async fn cron_with_key(
     State(app): State<AppState>,
     Path((project_id, slug, key)): Path<(String, String, String)>,
@@ -67,7 +97,36 @@ pub async fn cron_with_key(
     cron(&app, &project_id, &slug, Some(&key), &headers, &uri, body).await
 }
 
-/// `GET|POST /api/{project_id}/cron/{monitor_slug}/` with the key in a header or the query.
+/// A cron check-in with the DSN key in a header or the query.
+///
+/// `GET|POST /api/{project_id}/cron/{monitor_slug}/`.
+#[utoipa::path(
+    method(get, post),
+    path = "/api/{project_id}/cron/{monitor_slug}/",
+    params(
+        super::openapi::IngestPath,
+        ("monitor_slug" = String, Path, description = "The monitor's slug"),
+        ("status" = Option<String>, Query, description = "`in_progress`, `ok` or `error` (query form)"),
+        ("check_in_id" = Option<String>, Query, description = "A UUID (query form)"),
+        ("duration" = Option<f64>, Query, description = "Seconds (query form)"),
+        ("environment" = Option<String>, Query, description = "The environment (query form)"),
+    ),
+    tag = "ingestion",
+    request_body(
+        description = "A check-in as JSON (`Content-Type: application/json`); without a JSON body the check-in is read from the query",
+        content = Option<super::openapi::CheckInPayload>,
+        content_type = "application/json",
+    ),
+    responses(
+        (status = 202, description = "Recorded (a check-in for an unknown monitor without `monitor_config` is dropped)", body = super::openapi::Empty),
+        (status = 400, description = "A malformed check-in, project id or query", body = super::openapi::Error),
+        (status = 401, description = "No key, or an unusable one", body = super::openapi::Error),
+        (status = 403, description = "The key belongs to another project", body = super::openapi::Error),
+        (status = 413, description = "The body exceeds 100 KiB", body = super::openapi::Error),
+        (status = 503, description = "Storage unavailable; retry later", body = super::openapi::Error),
+    ),
+    security(("sentry_auth" = []), ("sentry_key" = [])),
+)]
 pub async fn cron_without_key(
     State(app): State<AppState>,
     Path((project_id, slug)): Path<(String, String)>,
@@ -241,6 +300,21 @@ async fn find_monitor(
     Ok((project, monitor))
 }
 
+/// A project's cron monitors.
+#[utoipa::path(
+    get,
+    path = "/api/0/projects/{org}/{project}/monitors/",
+    tag = "monitors",
+    params(super::openapi::ProjectPath),
+    responses(
+        (status = 200, description = "The monitors", body = Vec<super::openapi::Monitor>),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such organization, project or monitor", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["project:read"])),
+)]
 pub async fn list_monitors(
     State(app): State<AppState>,
     Path((org, project)): Path<(String, String)>,
@@ -256,6 +330,21 @@ pub async fn list_monitors(
     Ok(Json(Value::Array(out)))
 }
 
+/// One cron monitor.
+#[utoipa::path(
+    get,
+    path = "/api/0/projects/{org}/{project}/monitors/{slug}/",
+    tag = "monitors",
+    params(super::openapi::ProjectPath, ("slug" = String, Path, description = "The monitor's slug")),
+    responses(
+        (status = 200, description = "The monitor", body = super::openapi::Monitor),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such organization, project or monitor", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["project:read"])),
+)]
 pub async fn monitor_detail(
     State(app): State<AppState>,
     Path((org, project, slug)): Path<(String, String, String)>,
@@ -268,19 +357,44 @@ pub async fn monitor_detail(
     Ok(Json(monitor_json(&m, &project.slug, &envs)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CheckinParams {
+    /// At most this many (1 to 1000, default 100), newest first.
     limit: Option<i64>,
+    /// Only this environment's.
     environment: Option<String>,
 }
 
+/// A monitor's check-ins, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/0/projects/{org}/{project}/monitors/{slug}/checkins/",
+    tag = "monitors",
+    params(
+        super::openapi::ProjectPath,
+        ("slug" = String, Path, description = "The monitor's slug"),
+        CheckinParams,
+    ),
+    responses(
+        (status = 200, description = "The check-ins", body = Vec<super::openapi::CheckIn>),
+        (status = 400, description = "A malformed query", body = super::openapi::Error),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such organization, project or monitor", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["project:read"])),
+)]
 pub async fn monitor_checkins(
     State(app): State<AppState>,
     Path((org, project, slug)): Path<(String, String, String)>,
-    Query(params): Query<CheckinParams>,
+    params: Result<Query<CheckinParams>, QueryRejection>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
     authorize(&app, &headers, Scope::ProjectRead).await?;
+    // axum's own refusal is plain text; ours is `{"detail"}` like every other.
+    let Query(params) = params.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
     let (_, m) = find_monitor(&app, &org, &project, Some(&slug)).await?;
     let m = m.ok_or_else(|| not_found("monitor"))?;
     let limit = params.limit.unwrap_or(100).clamp(1, 1000);

@@ -62,7 +62,23 @@ fn id_of(raw: &str) -> ApiResult<i64> {
     raw.parse().map_err(|_| not_found("responder"))
 }
 
+/// A project's responders.
+///
 /// `GET /api/0/projects/{org}/{project}/responders/`.
+#[utoipa::path(
+    get,
+    path = "/api/0/projects/{org}/{project}/responders/",
+    tag = "responders",
+    params(super::openapi::ProjectPath),
+    responses(
+        (status = 200, description = "The responders", body = Vec<super::openapi::Responder>),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such organization or project", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["project:read"])),
+)]
 pub async fn list(
     State(app): State<AppState>,
     Path((org, slug)): Path<(String, String)>,
@@ -78,6 +94,22 @@ pub async fn list(
 
 /// `POST /api/0/projects/{org}/{project}/responders/` with the whole document; nothing is
 /// stored unless all of it is valid.
+#[utoipa::path(
+    post,
+    path = "/api/0/projects/{org}/{project}/responders/",
+    tag = "responders",
+    params(super::openapi::ProjectPath),
+    request_body = super::openapi::ResponderDocument,
+    responses(
+        (status = 201, description = "Created", body = super::openapi::Responder),
+        (status = 400, description = "An invalid document: the field and what is wrong", body = super::openapi::Error),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such organization or project", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["project:write"])),
+)]
 pub async fn create(
     State(app): State<AppState>,
     Path((org, slug)): Path<(String, String)>,
@@ -93,7 +125,23 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(responder_json(&r))).into_response())
 }
 
+/// One responder.
+///
 /// `GET /api/0/projects/{org}/{project}/responders/{id}/`.
+#[utoipa::path(
+    get,
+    path = "/api/0/projects/{org}/{project}/responders/{id}/",
+    tag = "responders",
+    params(super::openapi::ProjectPath, ("id" = String, Path, description = "The responder's id")),
+    responses(
+        (status = 200, description = "The responder", body = super::openapi::Responder),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such organization, project or responder", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["project:read"])),
+)]
 pub async fn get(
     State(app): State<AppState>,
     Path((org, slug, id)): Path<(String, String, String)>,
@@ -106,7 +154,25 @@ pub async fn get(
     Ok(Json(responder_json(&r)))
 }
 
-/// `PUT /api/0/projects/{org}/{project}/responders/{id}/` with the whole new document.
+/// Replaces a responder with a whole new document.
+///
+/// `PUT /api/0/projects/{org}/{project}/responders/{id}/`.
+#[utoipa::path(
+    put,
+    path = "/api/0/projects/{org}/{project}/responders/{id}/",
+    tag = "responders",
+    params(super::openapi::ProjectPath, ("id" = String, Path, description = "The responder's id")),
+    request_body = super::openapi::ResponderDocument,
+    responses(
+        (status = 200, description = "The responder as it is now", body = super::openapi::Responder),
+        (status = 400, description = "An invalid document: the field and what is wrong", body = super::openapi::Error),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such organization, project or responder", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["project:write"])),
+)]
 pub async fn update(
     State(app): State<AppState>,
     Path((org, slug, id)): Path<(String, String, String)>,
@@ -124,7 +190,23 @@ pub async fn update(
     Ok(Json(responder_json(&r)))
 }
 
-/// `DELETE /api/0/projects/{org}/{project}/responders/{id}/`: 204.
+/// Deletes a responder; its pending runs are cancelled.
+///
+/// `DELETE /api/0/projects/{org}/{project}/responders/{id}/`.
+#[utoipa::path(
+    delete,
+    path = "/api/0/projects/{org}/{project}/responders/{id}/",
+    tag = "responders",
+    params(super::openapi::ProjectPath, ("id" = String, Path, description = "The responder's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such organization, project or responder", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["project:write"])),
+)]
 pub async fn delete(
     State(app): State<AppState>,
     Path((org, slug, id)): Path<(String, String, String)>,
@@ -141,6 +223,20 @@ pub async fn delete(
 
 /// `GET /api/0/issues/{issue}/actions/`: every action scheduled for the issue, oldest first,
 /// with its attempts.
+#[utoipa::path(
+    get,
+    path = "/api/0/issues/{issue}/actions/",
+    tag = "responders",
+    params(super::openapi::IssuePath),
+    responses(
+        (status = 200, description = "The runs, oldest first", body = Vec<super::openapi::ActionRun>),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such issue", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["event:read"])),
+)]
 pub async fn issue_actions(
     State(app): State<AppState>,
     Path(id): Path<String>,

@@ -667,8 +667,24 @@ impl hyper::service::Service<Request<Incoming>> for Tracked {
     type Error = Infallible;
     type Future = InFlight<<App as Service<Request<Incoming>>>::Future>;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         self.activity.in_flight.fetch_add(1, Relaxed);
+        // Each route is registered once, in its canonical form: the path is rewritten before
+        // routing (`/api/0/issues/1` is routed as `/api/0/issues/1/`, `/healthz/` as
+        // `/healthz`).
+        if let Some(canonical) = req
+            .uri()
+            .path_and_query()
+            .and_then(|pq| super::canonical_path(pq.as_str()))
+        {
+            if let Ok(pq) = canonical.parse() {
+                let mut parts = req.uri().clone().into_parts();
+                parts.path_and_query = Some(pq);
+                if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+                    *req.uri_mut() = uri;
+                }
+            }
+        }
         // A clone per request is what `axum::serve` does too (the router is an `Arc`); the
         // router is always ready, so there is no `poll_ready` to wait for.
         let future = self.app.clone().call(req);

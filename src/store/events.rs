@@ -56,6 +56,36 @@ impl Store {
         Ok(rows.into_iter().map(from_row).collect())
     }
 
+    /// The event ids just before and just after (timestamp, id) in an issue's order (oldest
+    /// first): Sentry's `previousEventID` and `nextEventID`.
+    pub async fn event_neighbours(
+        &self,
+        issue_id: i64,
+        timestamp: i64,
+        id: i64,
+    ) -> Result<(Option<[u8; 16]>, Option<[u8; 16]>)> {
+        let one = |sql: &'static str| async move {
+            let row: Option<(Vec<u8>,)> = on!(&self.read, p => sqlx::query_as(sql)
+                .bind(issue_id)
+                .bind(timestamp)
+                .bind(id)
+                .fetch_optional(p)
+                .await)?;
+            Ok::<_, super::StoreError>(row.and_then(|r| r.0.as_slice().try_into().ok()))
+        };
+        let previous = one(
+            "SELECT event_id FROM events WHERE issue_id = $1 AND (timestamp, id) < ($2, $3)
+             ORDER BY timestamp DESC, id DESC LIMIT 1",
+        )
+        .await?;
+        let next = one(
+            "SELECT event_id FROM events WHERE issue_id = $1 AND (timestamp, id) > ($2, $3)
+             ORDER BY timestamp ASC, id ASC LIMIT 1",
+        )
+        .await?;
+        Ok((previous, next))
+    }
+
     /// The oldest event of an issue.
     pub async fn oldest_event(&self, issue_id: i64) -> Result<Option<EventRow>> {
         let row: Option<Row> = on!(&self.read, p => sqlx::query_as(&format!(

@@ -7,13 +7,15 @@
 //! by project id; (3) the events, sorted by (project, event id), a re-sent id skipped by the
 //! unique key; (4) the releases seen first; (5) the touched issues `FOR UPDATE` in id order,
 //! loaded for the lifecycle planner (`store::lifecycle`), whose effects (counts, transitions,
-//! history, outbox alerts, episodes) are applied before the one commit. Counts therefore equal
+//! history, outbox alerts, episodes) are applied before the one commit, with the issues'
+//! aggregates (tag values, hourly counts, user sketches: `store::tags`). Counts therefore equal
 //! stored events at every commit, and each decision is made from the locked, stored state.
 
 use super::lifecycle;
 use super::{chunk_sizes, placeholders, Conn, Db, Result, Store, StoreError, Tx};
 use crate::clock::Clock;
 use crate::event::{NewEvent, Stored};
+use crate::issue::aggregate::{self, Sample};
 use crate::issue::plan::{self, BatchFacts, EventFact, ReleaseOrder};
 use std::collections::{HashMap, HashSet};
 
@@ -215,6 +217,7 @@ async fn write_batch(
     };
     let draft = plan::plan_batch(&facts);
     bump_issues(&mut tx, draft.counts()).await?;
+    add_aggregates(&mut tx, batch, &resolved.issue_of, &inserted).await?;
     lifecycle::store_users(&mut tx, draft.users()).await?;
     let answers = lifecycle::answer(&mut tx, &draft.queries, now_us).await?;
     let effects = draft.finish(&facts, &answers);
@@ -759,6 +762,31 @@ async fn known_release(
             .insert(release.to_owned(), seq as u64);
     }
     Ok(())
+}
+
+/// Adds the inserted events' tags, hours and users to their (locked) issues' aggregates
+/// (`issue::aggregate`, `store::tags`): a few statements per batch, none per event.
+async fn add_aggregates(
+    tx: &mut Tx<'_>,
+    batch: &[NewEvent],
+    issue_of: &[i64],
+    inserted: &[bool],
+) -> Result<()> {
+    let samples: Vec<Sample<'_>> = batch
+        .iter()
+        .zip(issue_of)
+        .zip(inserted)
+        .filter(|(_, &ins)| ins)
+        .map(|((ev, &issue_id), _)| Sample {
+            issue_id,
+            project_id: ev.project_id,
+            timestamp_us: ev.timestamp_us,
+            environment: ev.environment.as_deref(),
+            tags: &ev.tags,
+            user: ev.user_key.as_deref(),
+        })
+        .collect();
+    super::tags::add(tx, &aggregate::aggregate(&samples)).await
 }
 
 /// Adds the inserted events to their (locked) issues: count, first and last seen.

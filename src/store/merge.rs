@@ -1,5 +1,6 @@
-//! Merging issues: one transaction moves the children's events, hash links and users onto the
-//! target, which keeps everything, and leaves each child as a tombstone pointing at it.
+//! Merging issues: one transaction moves the children's events, hash links, users and
+//! aggregates (tag values, hourly counts, user sketches) onto the target, which keeps
+//! everything, and leaves each child as a tombstone pointing at it.
 //!
 //! The children keep their rows (Sentry deletes them) with `merged_into` set: their old ids and
 //! short ids still answer, with the target (`Store::issue_following_merges`), and an ingest
@@ -121,6 +122,8 @@ impl Store {
         for child in &children {
             move_child(&mut tx, child.id, parent.id).await?;
         }
+        let child_ids: Vec<i64> = children.iter().map(|c| c.id).collect();
+        super::tags::fold_into(&mut tx, parent.id, &child_ids).await?;
         let count: i64 = rows.iter().map(|r| r.event_count).sum();
         let first = rows
             .iter()

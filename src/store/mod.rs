@@ -24,14 +24,17 @@ pub mod grouping;
 pub mod health;
 pub mod ingest;
 pub mod issues;
+pub mod keys;
 pub mod lifecycle;
 pub mod merge;
 pub mod migrate;
 pub mod monitors;
 pub mod projects;
+pub mod purge;
 pub mod quotas;
 pub mod responders;
 pub mod retention;
+pub mod tags;
 pub mod tokens;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

@@ -13,6 +13,7 @@ mod bad_input;
 mod captures;
 mod concurrency;
 mod connections;
+mod events;
 mod grouping;
 mod health;
 mod helpers;
@@ -20,11 +21,16 @@ mod hostile;
 mod lifecycle;
 mod merge;
 mod monitors;
+mod openapi;
+mod projects;
 #[path = "../support/receivers.rs"]
 #[allow(dead_code)]
 mod receivers;
 mod responders;
 mod retention;
 mod sdk;
+mod search;
 mod sentry_cli;
 mod shutdown;
+mod tags;
+mod tokens;

@@ -449,5 +449,16 @@ async fn merging_under_traffic_loses_and_strands_nothing(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(kept.len(), 123);
+    // The aggregates followed: every event's `level` tag is counted on the parent.
+    let levels = |id: String| {
+        let server = server.clone();
+        async move {
+            let (status, _, tags) = server.api(&format!("/api/0/issues/{id}/tags/level/")).await;
+            (status, tags["totalValues"].clone())
+        }
+    };
+    assert_eq!(levels(parent.clone()).await, (200, json!(123)));
+    // The child's id answers with its parent (`find_issue` follows merges).
+    assert_eq!(levels(child.clone()).await, (200, json!(123)));
     Arc::try_unwrap(server).ok().unwrap().stop().await;
 }
