@@ -183,6 +183,21 @@ fn link_base(base: &str, pairs: &[(String, String)]) -> String {
 }
 
 /// `GET /api/0/projects/{org}/{project}/issues/`: the project's issues (see `list_page`).
+#[utoipa::path(
+    get,
+    path = "/api/0/projects/{org}/{project}/issues/",
+    tag = "issues",
+    params(super::openapi::ProjectPath, super::openapi::IssueListQuery),
+    responses(
+        (status = 200, description = "A page of issues; `Link` has the next", body = Vec<super::openapi::Issue>),
+        (status = 400, description = "A bad parameter, named", body = super::openapi::Error),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such organization or project", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["event:read"])),
+)]
 pub async fn list_issues(
     State(app): State<AppState>,
     Path((org, project)): Path<(String, String)>,
@@ -207,6 +222,25 @@ pub async fn list_issues(
 
 /// `GET /api/0/organizations/{org}/issues/?project=ID&project=ID`: the issues of those
 /// projects (none, or `-1`: every project). An unknown project id is a 400 naming it.
+#[utoipa::path(
+    get,
+    path = "/api/0/organizations/{org}/issues/",
+    tag = "issues",
+    params(
+        ("org" = String, Path, description = "The organization's slug"),
+        super::openapi::ProjectsQuery,
+        super::openapi::IssueListQuery,
+    ),
+    responses(
+        (status = 200, description = "A page of issues; `Link` has the next", body = Vec<super::openapi::Issue>),
+        (status = 400, description = "A bad parameter (or an unknown project), named", body = super::openapi::Error),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such organization", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["event:read"])),
+)]
 pub async fn org_list_issues(
     State(app): State<AppState>,
     Path(org): Path<String>,
@@ -374,6 +408,28 @@ async fn page_json(
 /// every issue of the `project=` projects (all when none) with the `status=` given. Answers as
 /// the project route does (the first project's answer; 204 when nothing matched); a merge
 /// must name issues of one project.
+#[utoipa::path(
+    put,
+    path = "/api/0/organizations/{org}/issues/",
+    tag = "issues",
+    params(
+        ("org" = String, Path, description = "The organization's slug"),
+        ("id" = Option<Vec<i64>>, Query, explode, description = "The issues to change (repeat `id`); none: every issue of the projects (of `status`)"),
+        ("status" = Option<String>, Query, description = "Only issues of this status: `unresolved`, `resolved`, `ignored`"),
+        super::openapi::ProjectsQuery,
+    ),
+    request_body = super::openapi::IssueUpdate,
+    responses(
+        (status = 200, description = "The change applied (or the merge)", body = super::openapi::BulkUpdateAnswer),
+        (status = 204, description = "No issue matched"),
+        (status = 400, description = "A malformed body or parameter, a change the issues refuse, or a merge across projects", body = super::openapi::Error),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such organization", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["event:write"])),
+)]
 pub async fn org_bulk_update(
     State(app): State<AppState>,
     Path(org): Path<String>,
@@ -485,6 +541,22 @@ pub async fn find_issue(app: &AppState, id: &str) -> ApiResult<Issue> {
         .ok_or_else(|| not_found("issue"))
 }
 
+/// `GET /api/0/issues/{issue}/`: the issue with its history, releases, tag keys, hashes and
+/// responder actions.
+#[utoipa::path(
+    get,
+    path = "/api/0/issues/{issue}/",
+    tag = "issues",
+    params(super::openapi::IssuePath),
+    responses(
+        (status = 200, description = "The issue (a merged issue's id answers the issue it was merged into)", body = super::openapi::IssueDetail),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such issue", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["event:read"])),
+)]
 pub async fn issue_detail(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -534,6 +606,21 @@ async fn responder_actions(app: &AppState, issue_id: i64) -> ApiResult<Value> {
     Ok(json!({"pending": pick(&["pending"]), "taken": pick(&["delivered", "failed"])}))
 }
 
+/// `GET /api/0/organizations/{org}/issues/{issue}/`: as `issue_detail`.
+#[utoipa::path(
+    get,
+    path = "/api/0/organizations/{org}/issues/{issue}/",
+    tag = "issues",
+    params(("org" = String, Path, description = "The organization's slug"), super::openapi::IssuePath),
+    responses(
+        (status = 200, description = "The issue (a merged issue's id answers the issue it was merged into)", body = super::openapi::IssueDetail),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such organization or issue", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["event:read"])),
+)]
 pub async fn org_issue_detail(
     State(app): State<AppState>,
     Path((org, id)): Path<(String, String)>,
@@ -547,6 +634,17 @@ pub async fn org_issue_detail(
 }
 
 /// `GET /api/0/`: who the token is, like Sentry's index (sentry-cli's `info` reads it).
+#[utoipa::path(
+    get,
+    path = "/api/0/",
+    tag = "health",
+    responses(
+        (status = 200, description = "The calling token and its scopes", body = super::openapi::Index),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn index(State(app): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
     // Any valid token may ask who it is and what it may do.
     let caller = identify(&app, &headers).await?;

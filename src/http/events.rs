@@ -130,6 +130,21 @@ const SCAN_CHUNK: i64 = 200;
 /// `GET /api/0/issues/{id}/events/`: newest first, `limit` (1..100) per page, `full=true` for
 /// the whole bodies, and `query` in the issue search syntax (tags, `environment`, `release`,
 /// `level`, times against the event's timestamp, free text on title, message or culprit).
+#[utoipa::path(
+    get,
+    path = "/api/0/issues/{issue}/events/",
+    tag = "issues",
+    params(super::openapi::IssuePath, super::openapi::EventsQuery),
+    responses(
+        (status = 200, description = "A page of events, newest first; `Link` has the next", body = Vec<super::openapi::Event>),
+        (status = 400, description = "A bad query or cursor", body = super::openapi::Error),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such issue", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["event:read"])),
+)]
 pub async fn issue_events(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -212,6 +227,23 @@ pub async fn issue_events(
 }
 
 /// `latest`, `oldest`, `recommended` (= latest) or an event id.
+#[utoipa::path(
+    get,
+    path = "/api/0/issues/{issue}/events/{event}/",
+    tag = "issues",
+    params(
+        super::openapi::IssuePath,
+        ("event" = String, Path, description = "`latest`, `oldest`, `recommended` (the latest) or an event id (32 hex digits)"),
+    ),
+    responses(
+        (status = 200, description = "The whole event with its neighbours' ids", body = super::openapi::EventDetail),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such issue or event (or its events are past retention)", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["event:read"])),
+)]
 pub async fn issue_event(
     State(app): State<AppState>,
     Path((id, which)): Path<(String, String)>,
@@ -256,6 +288,23 @@ async fn detail_json(app: &AppState, row: &EventRow) -> ApiResult<Value> {
 }
 
 /// `GET /api/0/projects/{org}/{project}/events/{event_id}/`: one event of a project by id.
+#[utoipa::path(
+    get,
+    path = "/api/0/projects/{org}/{project}/events/{event}/",
+    tag = "issues",
+    params(
+        super::openapi::ProjectPath,
+        ("event" = String, Path, description = "The event id (32 hex digits)"),
+    ),
+    responses(
+        (status = 200, description = "The whole event with its neighbours' ids in its issue", body = super::openapi::EventDetail),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such organization, project or event", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["event:read"])),
+)]
 pub async fn project_event(
     State(app): State<AppState>,
     Path((org, project, event_id)): Path<(String, String, String)>,

@@ -23,7 +23,24 @@ pub fn body_json(body: &[u8]) -> ApiResult<Value> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
     }
-    serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid JSON body: {e}")))
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid JSON body: {e}")))?;
+    // No stored text holds a NUL (PostgreSQL's text cannot): refused here, not a 503 later.
+    if has_nul(&value) {
+        return Err(bad_request(
+            "invalid JSON body: NUL characters (\\u0000) are not allowed",
+        ));
+    }
+    Ok(value)
+}
+
+fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(m) => m.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
 }
 
 /// The query string's values of `name`, percent-decoded (`?id=1&id=2`).
@@ -382,6 +399,20 @@ pub(crate) async fn project_json(app: &AppState, p: &Project) -> ApiResult<Value
 }
 
 /// `GET /api/0/projects/{org}/{project}/`.
+#[utoipa::path(
+    get,
+    path = "/api/0/projects/{org}/{project}/",
+    tag = "projects",
+    params(super::openapi::ProjectPath),
+    responses(
+        (status = 200, description = "The project with its settings", body = super::openapi::Project),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such organization or project", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["project:read"])),
+)]
 pub async fn get_project(
     State(app): State<AppState>,
     Path((org, slug)): Path<(String, String)>,
@@ -428,6 +459,23 @@ fn apply_limits(body: &Value, limits: &mut ProjectLimits) -> ApiResult<bool> {
 /// `groupingConfig`, `fingerprintingRules`, `groupingEnhancements`, `secondaryGroupingConfig`,
 /// `secondaryGroupingExpiry` (see `http::grouping::apply_settings`); absent ones stay as they
 /// are. The body is checked whole before anything is stored.
+#[utoipa::path(
+    put,
+    path = "/api/0/projects/{org}/{project}/",
+    tag = "projects",
+    params(super::openapi::ProjectPath),
+    request_body = super::openapi::ProjectUpdate,
+    responses(
+        (status = 200, description = "The project as changed", body = super::openapi::Project),
+        (status = 400, description = "A malformed body or a bad field, named (a rule with its line)", body = super::openapi::Error),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such organization or project", body = super::openapi::Error),
+        (status = 409, description = "The slug is taken, or the grouping settings changed meanwhile", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["project:write"])),
+)]
 pub async fn update_project(
     State(app): State<AppState>,
     Path((org, slug)): Path<(String, String)>,

@@ -24,12 +24,13 @@ use crate::quota::Quotas;
 use crate::store::Store;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, MethodRouter};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tower_http::cors::{Any, CorsLayer};
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// What every handler can reach. Cheap to clone (handles and `Arc`s only).
 #[derive(Clone)]
@@ -53,187 +54,88 @@ pub struct AppState {
     pub heartbeats: crate::health::Heartbeats,
 }
 
-/// Every route of the server.
+/// Every route of the server, each with its OpenAPI operation: the router and the document
+/// come from the same `#[utoipa::path]` annotations, so neither can list what the other
+/// lacks. Each path is registered once, in its canonical form (`canonical_path`); the
+/// document's info, security schemes and shared shapes are `openapi::ApiDoc`'s.
+pub fn routes() -> OpenApiRouter<AppState> {
+    let ingest = OpenApiRouter::new()
+        .routes(routes!(ingest::envelope))
+        .routes(routes!(ingest::store))
+        .layer(ingest_cors());
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(ingest)
+        // Cron monitors: the SDK-facing check-in endpoint (key in the path, or in a header
+        // or the query).
+        .routes(routes!(monitors::cron_with_key))
+        .routes(routes!(monitors::cron_without_key))
+        .routes(routes!(api::index))
+        .routes(routes!(openapi::openapi_json))
+        // Issues.
+        .routes(routes!(api::list_issues, lifecycle::bulk_update))
+        .routes(routes!(api::org_list_issues, api::org_bulk_update))
+        .routes(routes!(
+            api::issue_detail,
+            lifecycle::update_issue,
+            projects::delete_issue
+        ))
+        .routes(routes!(
+            api::org_issue_detail,
+            lifecycle::update_org_issue,
+            projects::delete_org_issue
+        ))
+        .routes(routes!(lifecycle::activities))
+        .routes(routes!(events::issue_events))
+        .routes(routes!(events::issue_event))
+        .routes(routes!(tags::issue_tags))
+        .routes(routes!(tags::issue_tag))
+        .routes(routes!(tags::issue_tag_values))
+        .routes(routes!(grouping::issue_hashes))
+        .routes(routes!(responders::issue_actions))
+        // Projects, keys, tokens.
+        .routes(routes!(projects::list_projects, projects::create_project))
+        .routes(routes!(
+            lifecycle::get_project,
+            lifecycle::update_project,
+            projects::delete_project
+        ))
+        .routes(routes!(projects::list_keys, projects::create_key))
+        .routes(routes!(
+            projects::get_key,
+            projects::update_key,
+            projects::delete_key
+        ))
+        .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::delete))
+        .routes(routes!(events::project_event))
+        .routes(routes!(grouping::grouping_info))
+        // Alerts, responders, monitors.
+        .routes(routes!(lifecycle::list_channels, lifecycle::create_channel))
+        .routes(routes!(lifecycle::delete_channel))
+        .routes(routes!(lifecycle::deliveries))
+        .routes(routes!(responders::list, responders::create))
+        .routes(routes!(
+            responders::get,
+            responders::update,
+            responders::delete
+        ))
+        .routes(routes!(monitors::list_monitors))
+        .routes(routes!(monitors::monitor_detail))
+        .routes(routes!(monitors::monitor_checkins))
+        // Probes.
+        .routes(routes!(api::healthz))
+        .routes(routes!(api::readyz))
+        .routes(routes!(health::health))
+        .routes(routes!(health::metrics))
+}
+
+/// The server's router: `routes()`, the fallbacks (`{"detail"}` 404 and 405), and the
+/// document it serves. Requests reach it with their path canonical (`serve::Tracked`).
 pub fn router(state: AppState) -> Router {
-    let ingest = with_slash(
-        Router::new(),
-        "/api/{project_id}/envelope",
-        post(ingest::envelope),
-    );
-    let ingest =
-        with_slash(ingest, "/api/{project_id}/store", post(ingest::store)).layer(ingest_cors());
-    let api = Router::new();
-    let api = with_slash(
-        api,
-        "/api/0/projects/{org}/{project}/issues",
-        get(api::list_issues).put(lifecycle::bulk_update),
-    );
-    let api = with_slash(
-        api,
-        "/api/0/issues/{issue}",
-        get(api::issue_detail)
-            .put(lifecycle::update_issue)
-            .delete(projects::delete_issue),
-    );
-    let api = with_slash(
-        api,
-        "/api/0/issues/{issue}/activities",
-        get(lifecycle::activities),
-    );
-    let api = with_slash(
-        api,
-        "/api/0/projects/{org}/{project}",
-        get(lifecycle::get_project)
-            .put(lifecycle::update_project)
-            .delete(projects::delete_project),
-    );
-    let api = with_slash(
-        api,
-        "/api/0/organizations/{org}/projects",
-        get(projects::list_projects).post(projects::create_project),
-    );
-    let api = with_slash(
-        api,
-        "/api/0/projects/{org}/{project}/keys",
-        get(projects::list_keys).post(projects::create_key),
-    );
-    let api = with_slash(
-        api,
-        "/api/0/projects/{org}/{project}/keys/{key}",
-        get(projects::get_key)
-            .put(projects::update_key)
-            .delete(projects::delete_key),
-    );
-    let api = with_slash(
-        api,
-        "/api/0/api-tokens",
-        get(tokens::list).post(tokens::create),
-    );
-    let api = with_slash(
-        api,
-        "/api/0/api-tokens/{id}",
-        axum::routing::delete(tokens::delete),
-    );
-    let api = with_slash(
-        api,
-        "/api/0/projects/{org}/{project}/alert-channels",
-        get(lifecycle::list_channels).post(lifecycle::create_channel),
-    );
-    let api = with_slash(
-        api,
-        "/api/0/projects/{org}/{project}/alert-channels/{id}",
-        axum::routing::delete(lifecycle::delete_channel),
-    );
-    let api = with_slash(
-        api,
-        "/api/0/projects/{org}/{project}/alert-deliveries",
-        get(lifecycle::deliveries),
-    );
-    let api = with_slash(
-        api,
-        "/api/0/organizations/{org}/issues/{issue}",
-        get(api::org_issue_detail)
-            .put(lifecycle::update_org_issue)
-            .delete(projects::delete_org_issue),
-    );
-    let api = with_slash(
-        api,
-        "/api/0/organizations/{org}/issues",
-        get(api::org_list_issues).put(api::org_bulk_update),
-    );
-    let api = with_slash(
-        api,
-        "/api/0/issues/{issue}/events",
-        get(events::issue_events),
-    );
-    let api = with_slash(api, "/api/0/issues/{issue}/tags", get(tags::issue_tags));
-    let api = with_slash(
-        api,
-        "/api/0/issues/{issue}/tags/{key}",
-        get(tags::issue_tag),
-    );
-    let api = with_slash(
-        api,
-        "/api/0/issues/{issue}/tags/{key}/values",
-        get(tags::issue_tag_values),
-    );
-    let api = with_slash(
-        api,
-        "/api/0/issues/{issue}/hashes",
-        get(grouping::issue_hashes),
-    );
-    let api = with_slash(
-        api,
-        "/api/0/projects/{org}/{project}/events/{event}/grouping-info",
-        get(grouping::grouping_info),
-    );
-    let api = with_slash(
-        api,
-        "/api/0/issues/{issue}/events/{event}",
-        get(events::issue_event),
-    );
-    let api = with_slash(
-        api,
-        "/api/0/projects/{org}/{project}/events/{event}",
-        get(events::project_event),
-    );
-    let api = with_slash(
-        api,
-        "/api/0/projects/{org}/{project}/responders",
-        get(responders::list).post(responders::create),
-    );
-    let api = with_slash(
-        api,
-        "/api/0/projects/{org}/{project}/responders/{id}",
-        get(responders::get)
-            .put(responders::update)
-            .delete(responders::delete),
-    );
-    let api = with_slash(
-        api,
-        "/api/0/issues/{issue}/actions",
-        get(responders::issue_actions),
-    );
-    // Cron monitors: the SDK-facing check-in endpoint (key in the path, or in a header or
-    // the query) and the monitor reads.
-    let api = with_slash(
-        api,
-        "/api/{project_id}/cron/{monitor_slug}/{sentry_key}",
-        get(monitors::cron_with_key).post(monitors::cron_with_key),
-    );
-    let api = with_slash(
-        api,
-        "/api/{project_id}/cron/{monitor_slug}",
-        get(monitors::cron_without_key).post(monitors::cron_without_key),
-    );
-    let api = with_slash(
-        api,
-        "/api/0/projects/{org}/{project}/monitors",
-        get(monitors::list_monitors),
-    );
-    let api = with_slash(
-        api,
-        "/api/0/projects/{org}/{project}/monitors/{slug}",
-        get(monitors::monitor_detail),
-    );
-    let api = with_slash(
-        api,
-        "/api/0/projects/{org}/{project}/monitors/{slug}/checkins",
-        get(monitors::monitor_checkins),
-    );
-    let api = with_slash(api, "/api/0", get(api::index));
-    let api = api.route("/api/0/openapi.json", get(openapi::openapi_json));
-    let probes = Router::new()
-        .route(
-            "/healthz",
-            get(|| async { Json(serde_json::json!({"ok": true})) }),
-        )
-        .route("/readyz", get(api::readyz));
-    let probes = with_slash(probes, "/health", get(health::health));
-    let probes = with_slash(probes, "/metrics", get(health::metrics));
-    ingest
-        .merge(api)
-        .merge(probes)
+    let (router, doc) = routes().split_for_parts();
+    router
+        .layer(Extension(openapi::Document::new(doc)))
+        .layer(axum::middleware::from_fn(refuse_nul))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -262,15 +164,21 @@ pub fn canonical_path(path_and_query: &str) -> Option<String> {
     })
 }
 
-/// Registers `path` and `path/`: SDKs always send the slash, people and scripts often don't.
-fn with_slash(
-    router: Router<AppState>,
-    path: &str,
-    handler: MethodRouter<AppState>,
-) -> Router<AppState> {
-    router
-        .route(path, handler.clone())
-        .route(&format!("{path}/"), handler)
+/// A URL with a NUL character (`%00`) in its path or query names nothing: nothing stored holds
+/// one (ingestion drops them, and PostgreSQL's text cannot hold one), so it is refused with a
+/// 400 before a lookup would send it to the database.
+async fn refuse_nul(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let nul = req
+        .uri()
+        .path_and_query()
+        .is_some_and(|pq| pq.as_str().contains("%00"));
+    if nul {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "the URL holds a NUL character (%00)",
+        );
+    }
+    next.run(req).await
 }
 
 /// Browser SDKs post cross-origin and must be able to read the rate-limit headers.

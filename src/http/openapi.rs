@@ -8,15 +8,17 @@
 
 #![allow(dead_code)] // the shapes are read by the derives only
 
+use axum::body::Bytes;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
-use std::sync::OnceLock;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
-/// The document: info, security schemes, shared shapes, and every annotated operation.
+/// The document's frame: info, security schemes, tags and shared shapes. The operations are
+/// added by `http::routes`, from the same annotations the router is built from.
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -30,36 +32,6 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
         license(name = "MIT", identifier = "MIT"),
     ),
     modifiers(&SecuritySchemes),
-    paths(
-        openapi_json,
-        super::api::healthz,
-        super::api::readyz,
-        super::health::health,
-        super::health::metrics,
-        super::ingest::envelope,
-        super::ingest::store,
-        super::monitors::cron_with_key,
-        super::monitors::cron_without_key,
-        super::monitors::list_monitors,
-        super::monitors::monitor_detail,
-        super::monitors::monitor_checkins,
-        super::grouping::grouping_info,
-        super::grouping::issue_hashes,
-        super::responders::list,
-        super::responders::create,
-        super::responders::get,
-        super::responders::update,
-        super::responders::delete,
-        super::responders::issue_actions,
-        super::lifecycle::update_issue,
-        super::lifecycle::update_org_issue,
-        super::lifecycle::bulk_update,
-        super::lifecycle::activities,
-        super::lifecycle::list_channels,
-        super::lifecycle::create_channel,
-        super::lifecycle::delete_channel,
-        super::lifecycle::deliveries,
-    ),
     components(schemas(
         Error, Issue, IssueDetail, Event, Activity, Project, ProjectUpdate, ProjectCreate,
         ProjectKey, KeyUpdate, Token, TokenCreate, TagKey, TagValue, Release,
@@ -68,6 +40,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
         (name = "ingestion", description = "What SDKs send: envelopes, legacy store bodies, cron check-ins"),
         (name = "issues", description = "Issues (groups), their events, history and state changes"),
         (name = "projects", description = "Projects and their settings"),
+        (name = "tokens", description = "API tokens and their scopes"),
         (name = "alerts", description = "Alert channels and the delivery log"),
         (name = "responders", description = "Responders and the actions they take on issues"),
         (name = "monitors", description = "Cron monitors and their check-ins"),
@@ -121,14 +94,24 @@ impl Modify for SecuritySchemes {
 /// Where the document is served.
 pub const DOCUMENT_PATH: &str = "/api/0/openapi.json";
 
-/// The document as served (computed once).
-pub fn document() -> &'static str {
-    static DOC: OnceLock<String> = OnceLock::new();
-    DOC.get_or_init(|| {
-        let mut doc = ApiDoc::openapi();
+/// The server's document as JSON: the operations of `http::routes` (the router itself) and
+/// `ApiDoc`'s info, schemes and shapes.
+pub fn document() -> String {
+    let (_, doc) = super::routes().split_for_parts();
+    String::from_utf8(Document::new(doc).0.to_vec()).expect("JSON is UTF-8")
+}
+
+/// The document a router serves, serialized once when the router is built.
+#[derive(Clone)]
+pub struct Document(Bytes);
+
+impl Document {
+    pub fn new(mut doc: utoipa::openapi::OpenApi) -> Document {
         unique_operation_ids(&mut doc);
-        doc.to_json().expect("the OpenAPI document serializes")
-    })
+        Document(Bytes::from(
+            doc.to_json().expect("the OpenAPI document serializes"),
+        ))
+    }
 }
 
 /// A handler that serves several methods (`method(get, post)`) gives each the same
@@ -161,8 +144,8 @@ fn unique_operation_ids(doc: &mut utoipa::openapi::OpenApi) {
     tag = "health",
     responses((status = 200, description = "The OpenAPI 3.1 document of this server", body = Object)),
 )]
-pub async fn openapi_json() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], document()).into_response()
+pub async fn openapi_json(Extension(doc): Extension<Document>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], doc.0).into_response()
 }
 
 // --- path parameters -------------------------------------------------------------------------
@@ -292,13 +275,15 @@ pub struct IssueDetail {
     #[serde(flatten)]
     issue: Issue,
     activity: Vec<Activity>,
-    #[schema(value_type = Option<Object>)]
-    first_release: Option<Value>,
-    #[schema(value_type = Option<Object>)]
-    last_release: Option<Value>,
+    /// The first release an event of the issue named (null: none did).
+    first_release: Option<Release>,
+    last_release: Option<Release>,
     seen_by: Vec<Value>,
     participants: Vec<Value>,
-    tags: Vec<Value>,
+    /// The issue's tag keys and how many of its events carry each.
+    tags: Vec<IssueTag>,
+    /// Whether `userCount` is an estimate (a sketch past its exact range).
+    user_count_estimated: bool,
     user_report_count: i64,
     plugin_actions: Vec<Value>,
     /// Not in Sentry's detail: which hashes bring events here.
@@ -319,6 +304,125 @@ pub struct Event {
     group_id: String,
     #[serde(rename = "projectID")]
     project_id: String,
+    /// What the event's title is made of, and how it reads (as sent, in a full event).
+    #[schema(value_type = Value)]
+    title: Value,
+    #[schema(value_type = Value)]
+    message: Value,
+    #[schema(value_type = Value)]
+    culprit: Value,
+    #[schema(value_type = Value)]
+    platform: Value,
+    /// `error`, `default`, ...
+    #[serde(rename = "event.type")]
+    #[schema(value_type = Value)]
+    event_type: Value,
+    /// The event's timestamp (ISO 8601).
+    #[serde(rename = "dateCreated")]
+    #[schema(value_type = Value)]
+    date_created: Value,
+    /// When the server received it.
+    #[serde(rename = "dateReceived")]
+    #[schema(value_type = Value)]
+    date_received: Value,
+    /// The user the SDK sent, or null.
+    #[schema(value_type = Value)]
+    user: Value,
+    /// `[{"key", "value"}]` (in a full event, the tags as sent).
+    #[schema(value_type = Value)]
+    tags: Value,
+    #[schema(value_type = Value)]
+    metadata: Value,
+}
+
+/// A tag key of an issue as its detail lists it.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IssueTag {
+    key: String,
+    name: String,
+    total_values: i64,
+}
+
+/// An event with the ids of its neighbours in its issue, oldest first (null at either end);
+/// the whole event as the SDK sent it besides.
+#[derive(ToSchema)]
+pub struct EventDetail {
+    #[serde(flatten)]
+    event: Event,
+    #[serde(rename = "previousEventID")]
+    previous_event_id: Option<String>,
+    #[serde(rename = "nextEventID")]
+    next_event_id: Option<String>,
+}
+
+/// `GET /api/0/`: who the token is.
+#[derive(ToSchema)]
+pub struct Index {
+    version: String,
+    auth: IndexAuth,
+    user: IndexUser,
+}
+
+/// The calling token's scopes.
+#[derive(ToSchema)]
+pub struct IndexAuth {
+    scopes: Vec<String>,
+}
+
+/// The calling token as a user: its id.
+#[derive(ToSchema)]
+pub struct IndexUser {
+    id: String,
+    name: String,
+    username: String,
+}
+
+/// The query of an issue list.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+pub struct IssueListQuery {
+    /// Sentry's search syntax (`is:unresolved` when absent): `is:`, `level:`, `release:`,
+    /// `environment:`, tags, `firstSeen:`/`lastSeen:`/`timesSeen:`, free text; 400 naming a
+    /// bad term.
+    query: Option<String>,
+    /// `date` (the default: last seen), `new`, `freq` or `user`.
+    sort: Option<String>,
+    /// `24h`, `14d` or empty: each issue's `stats` over that period.
+    stats_period: Option<String>,
+    /// Only events of these environments (repeat it).
+    environment: Option<Vec<String>>,
+    /// `1`: a query that is a short id (`PROJECT-3`) answers that issue, whatever its status.
+    short_id_lookup: Option<String>,
+    /// From a `Link` header's `rel="next"`.
+    cursor: Option<String>,
+    /// 1 to 100 (the default).
+    limit: Option<i64>,
+}
+
+/// The projects of an organization-wide list or update.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ProjectsQuery {
+    /// Project ids (repeat it); none, or `-1`: every project. An unknown one is a 400.
+    project: Option<Vec<i64>>,
+}
+
+/// The query of an issue's event list.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// The issue search syntax, applied to each event (tags, `environment`, `release`,
+    /// `level`, times, free text on title, message or culprit); `is:` terms are ignored.
+    query: Option<String>,
+    /// Only events of this environment.
+    environment: Option<String>,
+    /// `true` or `1`: whole events, as sent.
+    full: Option<String>,
+    /// From a `Link` header's `rel="next"`.
+    cursor: Option<String>,
+    /// 1 to 100 (the default).
+    limit: Option<i64>,
 }
 
 /// Who acted in a history row: a token, or nobody (the system).
@@ -410,12 +514,13 @@ pub struct Project {
     platform: Option<String>,
     #[schema(format = DateTime)]
     date_created: String,
-    #[serde(default)]
+    /// `active`: a deleted project is gone from every route.
     status: String,
-    #[serde(default)]
+    is_bookmarked: bool,
+    is_member: bool,
+    has_access: bool,
     features: Vec<String>,
-    #[serde(default)]
-    organization: Option<Organization>,
+    organization: Organization,
     alert_on_new_issue: bool,
     alert_on_regression: bool,
     alert_on_unmute: bool,
@@ -962,42 +1067,9 @@ mod tests {
         assert_eq!(c("//"), None);
     }
 
-    /// The router and the document from the same annotations (what `http::router` is to do
-    /// for every route): the handlers take our `AppState`, one handler may serve several
-    /// methods, a layer applies to a group.
-    #[test]
-    fn an_openapi_router_builds_routes_and_document_together() {
-        use crate::http::{ingest, monitors, responders, AppState};
-        use utoipa_axum::{router::OpenApiRouter, routes};
-        let ingest = OpenApiRouter::<AppState>::new()
-            .routes(routes!(ingest::envelope))
-            .layer(tower_http::cors::CorsLayer::permissive());
-        let (_router, doc) = OpenApiRouter::<AppState>::new()
-            .routes(routes!(monitors::cron_with_key))
-            .routes(routes!(
-                responders::get,
-                responders::update,
-                responders::delete
-            ))
-            .merge(ingest)
-            .split_for_parts();
-        let paths: Vec<&String> = doc.paths.paths.keys().collect();
-        assert_eq!(
-            paths,
-            [
-                "/api/{project_id}/cron/{monitor_slug}/{sentry_key}/",
-                "/api/0/projects/{org}/{project}/responders/{id}/",
-                "/api/{project_id}/envelope/",
-            ]
-        );
-        let responder = &doc.paths.paths["/api/0/projects/{org}/{project}/responders/{id}/"];
-        assert!(responder.get.is_some() && responder.put.is_some() && responder.delete.is_some());
-        assert!(responder.post.is_none());
-    }
-
     #[test]
     fn operation_ids_are_unique() {
-        let doc: Value = serde_json::from_str(super::document()).unwrap();
+        let doc: Value = serde_json::from_str(&super::document()).unwrap();
         let mut ids = Vec::new();
         for item in doc["paths"].as_object().unwrap().values() {
             for op in item.as_object().unwrap().values() {

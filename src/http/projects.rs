@@ -65,6 +65,20 @@ pub async fn rename(
 }
 
 /// `GET /api/0/organizations/{org}/projects/`: live projects, by id.
+#[utoipa::path(
+    get,
+    path = "/api/0/organizations/{org}/projects/",
+    tag = "projects",
+    params(("org" = String, Path, description = "The organization's slug")),
+    responses(
+        (status = 200, description = "Live projects, by id", body = Vec<super::openapi::Project>),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such organization", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["project:read"])),
+)]
 pub async fn list_projects(
     State(app): State<AppState>,
     Path(org): Path<String>,
@@ -83,6 +97,23 @@ pub async fn list_projects(
 
 /// `POST /api/0/organizations/{org}/projects/` with `{"name", "slug"?}` (the slug made from
 /// the name when absent): 201 with the project, which has one active DSN key.
+#[utoipa::path(
+    post,
+    path = "/api/0/organizations/{org}/projects/",
+    tag = "projects",
+    params(("org" = String, Path, description = "The organization's slug")),
+    request_body = super::openapi::ProjectCreate,
+    responses(
+        (status = 201, description = "The project, with one active DSN key", body = super::openapi::Project),
+        (status = 400, description = "A malformed body, no name, or a bad slug", body = super::openapi::Error),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such organization", body = super::openapi::Error),
+        (status = 409, description = "The slug is taken", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["project:write"])),
+)]
 pub async fn create_project(
     State(app): State<AppState>,
     Path(org): Path<String>,
@@ -122,6 +153,20 @@ pub async fn create_project(
 /// `DELETE /api/0/projects/{org}/{project}/`: 204. The project, its keys and its issues are
 /// gone at once for reads and ingestion (other processes refuse its keys within a second);
 /// its rows are purged in the background.
+#[utoipa::path(
+    delete,
+    path = "/api/0/projects/{org}/{project}/",
+    tag = "projects",
+    params(super::openapi::ProjectPath),
+    responses(
+        (status = 204, description = "Deleted: gone from every route and list; its rows are purged in the background"),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such organization or project", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["project:admin"])),
+)]
 pub async fn delete_project(
     State(app): State<AppState>,
     Path((org, slug)): Path<(String, String)>,
@@ -184,6 +229,20 @@ pub fn key_json(app: &AppState, k: &ProjectKey) -> Value {
 }
 
 /// `GET /api/0/projects/{org}/{project}/keys/`.
+#[utoipa::path(
+    get,
+    path = "/api/0/projects/{org}/{project}/keys/",
+    tag = "projects",
+    params(super::openapi::ProjectPath),
+    responses(
+        (status = 200, description = "The project's DSN keys", body = Vec<super::openapi::ProjectKey>),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such organization or project", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["project:read"])),
+)]
 pub async fn list_keys(
     State(app): State<AppState>,
     Path((org, slug)): Path<(String, String)>,
@@ -211,6 +270,23 @@ fn key_fields(body: &Value) -> ApiResult<(Option<String>, Option<bool>)> {
 }
 
 /// `POST /api/0/projects/{org}/{project}/keys/` with `{"name"?}`: 201 with a new active key.
+#[utoipa::path(
+    post,
+    path = "/api/0/projects/{org}/{project}/keys/",
+    tag = "projects",
+    params(super::openapi::ProjectPath),
+    request_body = super::openapi::KeyUpdate,
+    responses(
+        (status = 201, description = "A new active key", body = super::openapi::ProjectKey),
+        (status = 400, description = "A malformed body or a bad field", body = super::openapi::Error),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such organization or project", body = super::openapi::Error),
+        (status = 409, description = "The key exists already", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["project:write"])),
+)]
 pub async fn create_key(
     State(app): State<AppState>,
     Path((org, slug)): Path<(String, String)>,
@@ -238,6 +314,20 @@ pub async fn create_key(
 }
 
 /// `GET /api/0/projects/{org}/{project}/keys/{key}/` (`key`: the public key, or its id).
+#[utoipa::path(
+    get,
+    path = "/api/0/projects/{org}/{project}/keys/{key}/",
+    tag = "projects",
+    params(super::openapi::ProjectPath, ("key" = String, Path, description = "The key: its public key, or its number")),
+    responses(
+        (status = 200, description = "The key", body = super::openapi::ProjectKey),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such organization, project or key", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["project:read"])),
+)]
 pub async fn get_key(
     State(app): State<AppState>,
     Path((org, slug, key)): Path<(String, String, String)>,
@@ -255,6 +345,22 @@ pub async fn get_key(
 
 /// `PUT /api/0/projects/{org}/{project}/keys/{key}/` with `name` and/or `isActive`: a key
 /// turned off is refused by ingestion at once here and within a second everywhere.
+#[utoipa::path(
+    put,
+    path = "/api/0/projects/{org}/{project}/keys/{key}/",
+    tag = "projects",
+    params(super::openapi::ProjectPath, ("key" = String, Path, description = "The key: its public key, or its number")),
+    request_body = super::openapi::KeyUpdate,
+    responses(
+        (status = 200, description = "The key as changed (one turned off is refused by ingestion within a second)", body = super::openapi::ProjectKey),
+        (status = 400, description = "A malformed body or a bad field", body = super::openapi::Error),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such organization, project or key", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["project:write"])),
+)]
 pub async fn update_key(
     State(app): State<AppState>,
     Path((org, slug, key)): Path<(String, String, String)>,
@@ -275,6 +381,20 @@ pub async fn update_key(
 }
 
 /// `DELETE /api/0/projects/{org}/{project}/keys/{key}/`: 204; the key is revoked for good.
+#[utoipa::path(
+    delete,
+    path = "/api/0/projects/{org}/{project}/keys/{key}/",
+    tag = "projects",
+    params(super::openapi::ProjectPath, ("key" = String, Path, description = "The key: its public key, or its number")),
+    responses(
+        (status = 204, description = "Revoked for good"),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such organization, project or key", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["project:admin"])),
+)]
 pub async fn delete_key(
     State(app): State<AppState>,
     Path((org, slug, key)): Path<(String, String, String)>,
@@ -297,6 +417,20 @@ pub async fn delete_key(
 /// `DELETE /api/0/issues/{issue}/` (numeric or short id): 202, as Sentry answers. The issue is
 /// gone from every read at once and a new event of its hashes opens a new issue; its events
 /// and other rows are purged in the background.
+#[utoipa::path(
+    delete,
+    path = "/api/0/issues/{issue}/",
+    tag = "issues",
+    params(super::openapi::IssuePath),
+    responses(
+        (status = 202, description = "Deleted: gone from every read; its rows are purged in the background"),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such issue", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["event:admin"])),
+)]
 pub async fn delete_issue(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -312,6 +446,20 @@ pub async fn delete_issue(
 }
 
 /// `DELETE /api/0/organizations/{org}/issues/{issue}/`.
+#[utoipa::path(
+    delete,
+    path = "/api/0/organizations/{org}/issues/{issue}/",
+    tag = "issues",
+    params(("org" = String, Path, description = "The organization's slug"), super::openapi::IssuePath),
+    responses(
+        (status = 202, description = "Deleted: gone from every read; its rows are purged in the background"),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such organization or issue", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["event:admin"])),
+)]
 pub async fn delete_org_issue(
     State(app): State<AppState>,
     Path((org, id)): Path<(String, String)>,

@@ -44,6 +44,18 @@ fn token_json(t: &TokenInfo) -> Value {
 }
 
 /// `GET /api/0/api-tokens/`: every token, oldest first (never the token itself).
+#[utoipa::path(
+    get,
+    path = "/api/0/api-tokens/",
+    tag = "tokens",
+    responses(
+        (status = 200, description = "Every token, oldest first (never the token itself)", body = Vec<super::openapi::Token>),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["org:admin"])),
+)]
 pub async fn list(State(app): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
     authorize(&app, &headers, Scope::OrgAdmin).await?;
     let tokens = app.store.list_tokens().await?;
@@ -52,6 +64,20 @@ pub async fn list(State(app): State<AppState>, headers: HeaderMap) -> ApiResult<
 
 /// `POST /api/0/api-tokens/` with `{"scopes": [...], "name"?}` (all scopes when absent): 201
 /// with the token, shown this once.
+#[utoipa::path(
+    post,
+    path = "/api/0/api-tokens/",
+    tag = "tokens",
+    request_body = super::openapi::TokenCreate,
+    responses(
+        (status = 201, description = "The token, with `token` shown this once", body = super::openapi::Token),
+        (status = 400, description = "A malformed body or an unknown scope, named", body = super::openapi::Error),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope (or one it would grant)", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["org:admin"])),
+)]
 pub async fn create(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -108,6 +134,20 @@ pub async fn create(
 }
 
 /// `DELETE /api/0/api-tokens/{id}/`: 204; the token is refused (401) from then on.
+#[utoipa::path(
+    delete,
+    path = "/api/0/api-tokens/{id}/",
+    tag = "tokens",
+    params(("id" = String, Path, description = "The token's id")),
+    responses(
+        (status = 204, description = "Revoked: the token is refused from now on"),
+        (status = 401, description = "No valid token", body = super::openapi::Error),
+        (status = 403, description = "The token lacks the scope", body = super::openapi::Error),
+        (status = 404, description = "No such token", body = super::openapi::Error),
+        (status = 503, description = "Database unavailable", body = super::openapi::Error),
+    ),
+    security(("bearer" = ["org:admin"])),
+)]
 pub async fn delete(
     State(app): State<AppState>,
     Path(id): Path<String>,
