@@ -12,7 +12,7 @@ CREATE TABLE issue_tags (
     PRIMARY KEY (issue_id, environment, key, value)
 );
 CREATE INDEX issue_tags_by_value ON issue_tags
-    (project_id, key, value, environment, last_seen DESC, issue_id DESC);
+    (project_id, key, value, environment, last_seen DESC, issue_id DESC, count, first_seen);
 
 CREATE TABLE issue_stats (
     issue_id    BIGINT NOT NULL,

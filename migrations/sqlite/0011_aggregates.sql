@@ -20,9 +20,12 @@ CREATE TABLE issue_tags (
     PRIMARY KEY (issue_id, environment, key, value)
 ) WITHOUT ROWID;
 -- Tag searches, and a list filtered by one environment and tag value in `lastSeen` order
--- (issue lists' default): read in index order up to the page's limit, no sort.
+-- (issue lists' default): read in index order up to the page's limit, no sort. `count` and
+-- `first_seen` ride along so that the other sorts of a filtered list read only this index
+-- (no lookup of each row): costless at write time, since every upsert moves the entry for
+-- `last_seen` anyway.
 CREATE INDEX issue_tags_by_value ON issue_tags
-    (project_id, key, value, environment, last_seen DESC, issue_id DESC);
+    (project_id, key, value, environment, last_seen DESC, issue_id DESC, count, first_seen);
 
 -- Events per issue, environment and hour (`bucket`: the hour's start, µs): `stats` of lists.
 CREATE TABLE issue_stats (

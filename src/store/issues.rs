@@ -370,6 +370,23 @@ impl Store {
             let s: Vec<String> = f.search.substatuses.iter().map(|s| s.to_string()).collect();
             q.push(" AND i.substatus IN ").strs(&s);
         }
+        let key = match f.sort {
+            Sort::Date => ls,
+            Sort::New => fs,
+            Sort::Freq => cnt,
+            Sort::User => "i.user_count",
+        };
+        // A bound on another figure than the sort's is written `+col`, which keeps SQLite
+        // from picking that figure's index for the range and then sorting every issue (it
+        // has no statistics to know the bound selects nearly all): the sort's index is read
+        // in order and the bound checked per row up to the limit.
+        let unindexed = |col: &str| {
+            if col == key {
+                col.to_string()
+            } else {
+                format!("+{col}")
+            }
+        };
         let drives = driver.as_ref().and_then(|d| d.term);
         for (k, t) in f.search.terms.iter().enumerate() {
             // The driver's rows already select its term and every positive environment term.
@@ -409,18 +426,12 @@ impl Store {
                         SeenField::FirstSeen => fs,
                         SeenField::LastSeen => ls,
                     };
-                    bounds_sql(&mut q, col, bounds);
+                    bounds_sql(&mut q, &unindexed(col), bounds);
                 }
-                Filter::TimesSeen { bounds } => bounds_sql(&mut q, cnt, bounds),
+                Filter::TimesSeen { bounds } => bounds_sql(&mut q, &unindexed(cnt), bounds),
             }
             q.push(")");
         }
-        let key = match f.sort {
-            Sort::Date => ls,
-            Sort::New => fs,
-            Sort::Freq => cnt,
-            Sort::User => "i.user_count",
-        };
         if let Some((after_value, after_id)) = f.after {
             q.push(&format!(" AND ({key}, {id}) < ("))
                 .int(after_value)
