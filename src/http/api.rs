@@ -2,6 +2,7 @@
 //! camelCase, `Link` header pagination) so sentry-cli and existing scripts can read it.
 
 use super::error_response;
+use super::query_pairs;
 use super::AppState;
 use crate::issue;
 use crate::issue::search::{self, StatsPeriod};
@@ -124,25 +125,6 @@ pub fn link_header(base: &str, next: Option<String>) -> HeaderValue {
 
 pub fn page_limit(limit: Option<i64>) -> i64 {
     limit.unwrap_or(100).clamp(1, 100)
-}
-
-/// A query string's pairs, decoded (`+` is a space), in order; keys repeat (`environment`,
-/// `project`, `id`).
-fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
-    let decode = |s: &str| {
-        percent_encoding::percent_decode_str(&s.replace('+', " "))
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    uri.query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
 }
 
 fn first<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {

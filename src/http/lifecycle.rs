@@ -3,6 +3,7 @@
 //! settings and alert channels of the lifecycle.
 
 use super::api::{authorize, find_issue, issue_json, not_found, ApiError, ApiResult};
+use super::query_values;
 use super::AppState;
 use crate::issue::request::{parse_update, Change, Update};
 use crate::issue::state::{Actor, Refusal};
@@ -41,21 +42,6 @@ fn has_nul(v: &Value) -> bool {
         Value::Object(m) => m.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
         _ => false,
     }
-}
-
-/// The query string's values of `name`, percent-decoded (`?id=1&id=2`).
-fn query_values(uri: &Uri, name: &str) -> Vec<String> {
-    uri.query()
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
-        .filter(|(k, _)| *k == name)
-        .map(|(_, v)| {
-            percent_encoding::percent_decode_str(&v.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-        .collect()
 }
 
 async fn change(

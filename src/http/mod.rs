@@ -244,3 +244,31 @@ pub fn ingest_error_response(status: StatusCode, detail: &str) -> Response {
     }
     resp
 }
+
+/// A query string's pairs, decoded (`+` is a space), in order; keys repeat (`environment`,
+/// `project`, `id`).
+pub(crate) fn query_pairs(uri: &axum::http::Uri) -> Vec<(String, String)> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    uri.query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+/// The query string's values of `name`, in order (`?id=1&id=2`, `?environment=a&environment=b`).
+pub(crate) fn query_values(uri: &axum::http::Uri, name: &str) -> Vec<String> {
+    query_pairs(uri)
+        .into_iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v)
+        .collect()
+}

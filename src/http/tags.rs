@@ -3,6 +3,7 @@
 
 use super::api::ApiResult;
 use super::api::{authorize, find_issue, iso, link_header, not_found, page_limit, ApiError};
+use super::query_values;
 use super::AppState;
 use crate::store::tags::{IssueAggregates, ReleaseSeen, TagKey, TagValue};
 use crate::token::Scope;
@@ -14,21 +15,6 @@ use serde_json::{json, Value};
 
 /// Values shown per key in `topValues` (Sentry shows nine).
 const TOP_VALUES: i64 = 9;
-
-/// The query string's values of `name`, percent-decoded (`?environment=a&environment=b`).
-fn query_values(uri: &Uri, name: &str) -> Vec<String> {
-    uri.query()
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
-        .filter(|(k, _)| *k == name)
-        .map(|(_, v)| {
-            percent_encoding::percent_decode_str(&v.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-        .collect()
-}
 
 /// Sentry's label of a tag key: its own for the well-known ones, else the key with
 /// underscores as spaces and each word capitalized (`server_name` -> `Server`, `os.name` ->
