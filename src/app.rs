@@ -88,7 +88,7 @@ pub fn start(store: Store, settings: Settings) -> Server {
         writers,
         crate::metrics::Metrics::new(),
     );
-    let state = AppState {
+    let state = AppState::new(crate::http::AppShared {
         keys: KeyCache::new(store.clone(), settings.clock.clone()),
         grouping: GroupingCache::new(
             store.clone(),
@@ -105,7 +105,7 @@ pub fn start(store: Store, settings: Settings) -> Server {
         public_url: settings.public_url,
         org: settings.org,
         heartbeats: crate::health::Heartbeats::new(settings.background),
-    };
+    });
     let mut background = Vec::new();
     // Histogram samples wait in lock-free buckets until drained: without a scrape they
     // would pile up, so they are drained every few seconds, workers on or off.

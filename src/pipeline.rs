@@ -342,8 +342,17 @@ impl Pipeline {
         let health = Arc::new(StorageHealth::default());
         let tasks: Vec<_> = (0..writers.max(1))
             .map(|_| {
+                // Events queued while a batch is written: the writer is saturated, and may
+                // hold that batch's aggregates back (`store::ingest`).
+                let waiting = tx.downgrade();
+                let mut writer = store.writer(clock.clone());
+                writer.set_busy_probe(Arc::new(move || {
+                    waiting
+                        .upgrade()
+                        .is_some_and(|q| q.capacity() < q.max_capacity())
+                }));
                 tokio::spawn(run_writer(
-                    store.writer(clock.clone()),
+                    writer,
                     shared.clone(),
                     max_batch,
                     counters.clone(),
@@ -444,6 +453,11 @@ async fn run_writer(
     metrics: crate::metrics::Metrics,
 ) {
     let mut jobs = Vec::with_capacity(max_batch);
+    // What a crash left in the aggregate journal is written now, not at the next event (if
+    // this fails, the first batch writes it).
+    if let Err(e) = writer.flush_journal().await {
+        tracing::warn!(error = %e, "aggregate journal not written at start");
+    }
     loop {
         let n = {
             let mut queue = shared.queue.lock().await;
@@ -501,6 +515,10 @@ async fn run_writer(
             )
             .await;
         }
+    }
+    // The last batch saw nothing waiting and wrote the journal unless it failed.
+    if let Err(e) = writer.flush_journal().await {
+        tracing::error!(error = %e, "aggregate journal not written at stop; the next start will");
     }
     tracing::debug!("writer drained and stopped");
 }

@@ -32,9 +32,25 @@ use tower_http::cors::{Any, CorsLayer};
 use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-/// What every handler can reach. Cheap to clone (handles and `Arc`s only).
+/// What every handler can reach: one `Arc`, since axum clones the state for every request
+/// (cloning each handle inside it cost more than a percent of ingestion's CPU).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppShared>);
+
+impl AppState {
+    pub fn new(shared: AppShared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppShared;
+    fn deref(&self) -> &AppShared {
+        &self.0
+    }
+}
+
+pub struct AppShared {
     pub store: Store,
     pub pipeline: Pipeline,
     pub keys: KeyCache,

@@ -51,7 +51,8 @@ pub struct IssueUsers {
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Aggregates<'a> {
-    /// By (issue, environment, key, value).
+    /// By (project, key, value, environment, issue): the table's key, so that a batch's
+    /// upserts walk its B-tree in order.
     pub tags: Vec<TagRow<'a>>,
     /// By (issue, bucket, environment).
     pub stats: Vec<StatRow<'a>>,
@@ -68,14 +69,14 @@ pub fn hour_bucket(us: i64) -> i64 {
 
 /// Sums the samples into rows.
 pub fn aggregate<'a>(samples: &[Sample<'a>]) -> Aggregates<'a> {
-    type TagKey<'a> = (i64, &'a str, &'a str, &'a str);
+    type TagKey<'a> = (i64, &'a str, &'a str, &'a str, i64);
     let mut tags: BTreeMap<TagKey<'a>, TagRow<'a>> = BTreeMap::new();
     let mut stats: BTreeMap<(i64, i64, &'a str), i64> = BTreeMap::new();
     let mut users: BTreeMap<i64, Vec<u64>> = BTreeMap::new();
     for s in samples {
         let env = s.environment.unwrap_or("");
         for (k, v) in s.tags {
-            tags.entry((s.issue_id, env, k, v))
+            tags.entry((s.project_id, k, v, env, s.issue_id))
                 .and_modify(|r| {
                     r.count += 1;
                     r.first_us = r.first_us.min(s.timestamp_us);
@@ -172,8 +173,8 @@ mod tests {
         assert_eq!(
             a.tags,
             vec![
-                row(1, "", "browser", "firefox", 2, 3 * H - 1, 3 * H),
                 row(2, "prod", "browser", "chrome", 1, 7 * H, 7 * H),
+                row(1, "", "browser", "firefox", 2, 3 * H - 1, 3 * H),
                 row(2, "prod", "browser", "firefox", 2, 5 * H + 1, 5 * H + 9),
                 row(2, "prod", "environment", "prod", 3, 5 * H + 1, 7 * H),
             ]

@@ -2,6 +2,7 @@
 
 pub mod aggregate;
 pub mod model;
+pub mod pending;
 pub mod plan;
 pub mod request;
 pub mod search;

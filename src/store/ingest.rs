@@ -16,6 +16,7 @@ use super::{chunk_sizes, placeholders, Conn, Db, Result, Store, StoreError, Tx};
 use crate::clock::Clock;
 use crate::event::{NewEvent, Stored};
 use crate::issue::aggregate::{self, Sample};
+use crate::issue::pending;
 use crate::issue::plan::{self, BatchFacts, EventFact, ReleaseOrder};
 use std::collections::{HashMap, HashSet};
 
@@ -73,6 +74,59 @@ pub struct Writer {
     releases: ReleaseOrder,
     /// What the last committed batch did to issues (for metrics, counted after the commit).
     last: Transitions,
+    /// Whether events wait behind the batch being written (the pipeline's queue): then, on
+    /// SQLite, its aggregates may go to the journal.
+    busy: Option<BusyProbe>,
+    /// What this writer knows of `aggregate_journal`: events in it (`None`: not known yet,
+    /// as after a restart) and since when (µs).
+    journal: Option<(usize, i64)>,
+}
+
+/// How long aggregates may wait in the journal, and how many events' worth: bounds on how far
+/// tag summaries, filtered lists and user counts lag the events under saturation.
+const JOURNAL_MAX_US: i64 = 1_000_000;
+const JOURNAL_MAX_EVENTS: usize = 50_000;
+
+/// Tells whether events wait to be written.
+pub type BusyProbe = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// Where a batch's aggregates may go, decided before the batch; whether the writer is busy
+/// is asked just before they are written, when the batch has taken its time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Policy {
+    Direct,
+    Flush,
+    /// `Journal` if busy, else `Direct`.
+    DirectOrJournal,
+    /// `Journal` if busy, else `Flush`.
+    FlushOrJournal,
+}
+
+impl Policy {
+    fn resolve(self, busy: impl FnOnce() -> bool) -> Aggregation {
+        let (idle, may_journal) = match self {
+            Policy::Direct => (Aggregation::Direct, false),
+            Policy::Flush => (Aggregation::Flush, false),
+            Policy::DirectOrJournal => (Aggregation::Direct, true),
+            Policy::FlushOrJournal => (Aggregation::Flush, true),
+        };
+        if may_journal && busy() {
+            Aggregation::Journal
+        } else {
+            idle
+        }
+    }
+}
+
+/// Where a batch's aggregates go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Aggregation {
+    /// Upserted with the batch (the journal is empty).
+    Direct,
+    /// Appended to the journal.
+    Journal,
+    /// The journal's sums and the batch's, upserted; the journal emptied.
+    Flush,
 }
 
 /// Lifecycle transitions of one committed batch.
@@ -92,6 +146,8 @@ impl Store {
             cache: HashCache::default(),
             releases: ReleaseOrder::new(),
             last: Transitions::default(),
+            busy: None,
+            journal: None,
         }
     }
 }
@@ -100,6 +156,54 @@ impl Writer {
     /// The transitions of the batch `write_batch` last committed (zero after a failure).
     pub fn last_transitions(&self) -> Transitions {
         self.last
+    }
+
+    /// Lets the writer see whether events wait behind a batch (see `policy`).
+    pub fn set_busy_probe(&mut self, probe: BusyProbe) {
+        self.busy = Some(probe);
+    }
+
+    /// Where the next batch's aggregates may go. PostgreSQL (several writers, several
+    /// processes) always upserts them with the batch. SQLite's one writer journals them while
+    /// it is saturated and the journal is young and small, and otherwise writes the journal's
+    /// sums with the batch: a batch with nothing waiting behind it writes every figure, so
+    /// reads that follow the last acknowledged event of a burst see it everywhere.
+    fn policy(&self, now_us: i64) -> Policy {
+        if !matches!(self.store.read, Db::Sqlite(_)) || self.busy.is_none() {
+            return match self.journal {
+                Some((0, _)) => Policy::Direct,
+                _ => Policy::Flush,
+            };
+        }
+        match self.journal {
+            None => Policy::Flush,
+            Some((0, _)) => Policy::DirectOrJournal,
+            Some((events, since))
+                if events < JOURNAL_MAX_EVENTS && now_us - since < JOURNAL_MAX_US =>
+            {
+                Policy::FlushOrJournal
+            }
+            Some(_) => Policy::Flush,
+        }
+    }
+
+    /// Writes what the journal holds (SQLite; a no-op elsewhere): at start, what a crash left
+    /// there; at a stop, what the last batches held back.
+    pub async fn flush_journal(&mut self) -> Result<()> {
+        if !matches!(self.store.read, Db::Sqlite(_)) || matches!(self.journal, Some((0, _))) {
+            return Ok(());
+        }
+        // A connection of its own, handed back after: a writer that has not written yet
+        // holds none (a second writer of one SQLite file would wait for it otherwise).
+        let mut conn = match self.conn.take() {
+            Some(c) => c,
+            None => self.store.write_conn().await?,
+        };
+        let mut tx = conn.begin_write().await?;
+        flush_aggregates(&mut tx, None).await?;
+        tx.commit().await?;
+        self.journal = Some((0, self.clock.now().timestamp_micros()));
+        Ok(())
     }
 
     /// Stores a batch in one transaction; the result is aligned with `batch`. A deadlock or
@@ -113,19 +217,37 @@ impl Writer {
             if self.conn.is_none() {
                 self.conn = Some(self.store.write_conn().await?);
             }
+            let policy = self.policy(now_us);
+            let busy = self.busy.clone();
             let Some(conn) = self.conn.as_mut() else {
                 continue;
             };
-            let result = write_batch(conn, batch, &self.cache, &mut self.releases, now_us).await;
+            let result = write_batch(
+                conn,
+                batch,
+                &self.cache,
+                &mut self.releases,
+                now_us,
+                policy,
+                busy,
+            )
+            .await;
             if result.is_err() {
                 // Positions learnt in a rolled-back transaction may name releases that were
                 // never stored: start over from the database (rare; no copy per batch).
                 self.releases.clear();
             }
             match result {
-                Ok((stored, fresh, transitions)) => {
+                Ok((stored, fresh, transitions, aggregation)) => {
                     self.cache.merge(fresh);
                     self.last = transitions;
+                    self.journal = match (aggregation, self.journal) {
+                        (Aggregation::Journal, Some((events, since))) => {
+                            let since = if events == 0 { now_us } else { since };
+                            Some((events + batch.len(), since))
+                        }
+                        _ => Some((0, now_us)),
+                    };
                     return Ok(stored);
                 }
                 // A connection held between batches may have died meanwhile (a restarted or
@@ -173,7 +295,9 @@ async fn write_batch(
     cache: &HashCache,
     releases: &mut ReleaseOrder,
     now_us: i64,
-) -> Result<(Vec<Stored>, HashCache, Transitions)> {
+    policy: Policy,
+    busy: Option<BusyProbe>,
+) -> Result<(Vec<Stored>, HashCache, Transitions, Aggregation)> {
     let started = std::time::Instant::now();
     let mut tx = conn.begin_write().await?;
     let resolved = resolve_issues(&mut tx, batch, cache).await?;
@@ -217,7 +341,8 @@ async fn write_batch(
     };
     let draft = plan::plan_batch(&facts);
     bump_issues(&mut tx, draft.counts()).await?;
-    add_aggregates(&mut tx, batch, &resolved.issue_of, &inserted).await?;
+    let aggregation = policy.resolve(|| busy.is_some_and(|b| b()));
+    add_aggregates(&mut tx, batch, &resolved.issue_of, &inserted, aggregation).await?;
     lifecycle::store_users(&mut tx, draft.users()).await?;
     let answers = lifecycle::answer(&mut tx, &draft.queries, now_us).await?;
     let effects = draft.finish(&facts, &answers);
@@ -249,7 +374,7 @@ async fn write_batch(
             new_issue: created.contains(&issue_id),
         })
         .collect();
-    Ok((stored, resolved.fresh, transitions))
+    Ok((stored, resolved.fresh, transitions, aggregation))
 }
 
 /// Where each event of a batch goes.
@@ -765,12 +890,13 @@ async fn known_release(
 }
 
 /// Adds the inserted events' tags, hours and users to their (locked) issues' aggregates
-/// (`issue::aggregate`, `store::tags`): a few statements per batch, none per event.
+/// (`store::tags`), or to the journal (see `Writer::aggregation`).
 async fn add_aggregates(
     tx: &mut Tx<'_>,
     batch: &[NewEvent],
     issue_of: &[i64],
     inserted: &[bool],
+    aggregation: Aggregation,
 ) -> Result<()> {
     let samples: Vec<Sample<'_>> = batch
         .iter()
@@ -786,7 +912,40 @@ async fn add_aggregates(
             user: ev.user_key.as_deref(),
         })
         .collect();
-    super::tags::add(tx, &aggregate::aggregate(&samples)).await
+    match aggregation {
+        Aggregation::Direct => super::tags::add(tx, &aggregate::aggregate(&samples)).await,
+        Aggregation::Journal if samples.is_empty() => Ok(()),
+        Aggregation::Journal => super::tags::journal_append(tx, &pending::journal(&samples)).await,
+        Aggregation::Flush => flush_aggregates(tx, Some(&aggregate::aggregate(&samples))).await,
+    }
+}
+
+/// Writes the journal's sums and `also` (a batch's own, whose issues it holds locked), and
+/// empties the journal. Rows summed in the journal for an issue merged or deleted since go to
+/// the issue it was merged into, or nowhere.
+async fn flush_aggregates(tx: &mut Tx<'_>, also: Option<&aggregate::Aggregates<'_>>) -> Result<()> {
+    let entries = super::tags::journal_take(tx).await?;
+    if entries.is_empty() {
+        return match also {
+            Some(a) => super::tags::add(tx, a).await,
+            None => Ok(()),
+        };
+    }
+    let Some(mut sums) = pending::replay(entries.iter().map(Vec::as_slice)) else {
+        // Only a foreign hand could write an entry this build cannot read: the sums it
+        // stood for are lost, which is said, and the rest goes on.
+        tracing::error!("aggregate journal entry unreadable; its tag and user figures are lost");
+        return match also {
+            Some(a) => super::tags::add(tx, a).await,
+            None => Ok(()),
+        };
+    };
+    if let Some(a) = also {
+        sums.absorb(a);
+    }
+    let live = super::tags::live_targets(tx, &sums.issues()).await?;
+    let sums = sums.remap(|id| live.get(&id).copied());
+    super::tags::add(tx, &sums.view()).await
 }
 
 /// Adds the inserted events to their (locked) issues: count, first and last seen.

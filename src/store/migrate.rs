@@ -66,6 +66,11 @@ const SQLITE: &[Migration] = &[
         "aggregates",
         include_str!("../../migrations/sqlite/0011_aggregates.sql"),
     ),
+    (
+        12,
+        "tag_rows_by_value",
+        include_str!("../../migrations/sqlite/0012_tag_rows_by_value.sql"),
+    ),
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -123,6 +128,11 @@ const POSTGRES: &[Migration] = &[
         11,
         "aggregates",
         include_str!("../../migrations/postgres/0011_aggregates.sql"),
+    ),
+    (
+        12,
+        "tag_rows_by_value",
+        include_str!("../../migrations/postgres/0012_tag_rows_by_value.sql"),
     ),
 ];
 

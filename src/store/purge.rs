@@ -166,7 +166,10 @@ impl Store {
         }
         let issues = target.issues();
         for (table, key) in [
-            ("issue_tags", "issue_id, environment, key, value"),
+            (
+                "issue_tags",
+                "project_id, key, value, environment, issue_id",
+            ),
             ("issue_stats", "issue_id, bucket, environment"),
             ("issue_users", "issue_id, user_key"),
             ("issue_activity", "rowid"),

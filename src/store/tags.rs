@@ -5,11 +5,16 @@
 //! Every row belongs to an issue the writing transaction holds locked (an ingest batch locks
 //! its issues before adding, a merge before folding), so two transactions never upsert the
 //! same rows at once; rows go in sorted by primary key all the same.
+//!
+//! `issue_tags` is keyed by value (project, key, value, environment, issue) and its one other
+//! index, by issue, holds no figure: an upsert rewrites its row in place and no index entry
+//! moves (migration 0012 says what the previous layout cost).
 
 use super::{chunk_sizes, placeholders, Db, Result, Store, Tx};
 use crate::issue::aggregate::{Aggregates, IssueUsers};
 use crate::issue::users::{UserSketch, ESTIMATE_HEADER, ESTIMATE_LEN, EXACT_HEADER};
 use sqlx::Row;
+use std::collections::HashMap;
 
 /// Adds a batch's aggregates (`issue::aggregate`): per table one statement of arrays on
 /// PostgreSQL, a few multi-row ones on SQLite (fixed chunk sizes); then the sketches that the
@@ -35,7 +40,7 @@ async fn add_tags(tx: &mut Tx<'_>, agg: &Aggregates<'_>) -> Result<()> {
                     "INSERT INTO issue_tags (issue_id, project_id, environment, key, value,
                                              count, first_seen, last_seen)
                      VALUES {}
-                     ON CONFLICT (issue_id, environment, key, value) DO UPDATE SET
+                     ON CONFLICT (project_id, key, value, environment, issue_id) DO UPDATE SET
                          count = count + excluded.count,
                          first_seen = min(first_seen, excluded.first_seen),
                          last_seen = max(last_seen, excluded.last_seen)",
@@ -77,7 +82,7 @@ async fn add_tags(tx: &mut Tx<'_>, agg: &Aggregates<'_>) -> Result<()> {
                                          first_seen, last_seen)
                  SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::text[],
                                       $5::text[], $6::int8[], $7::int8[], $8::int8[])
-                 ON CONFLICT (issue_id, environment, key, value) DO UPDATE SET
+                 ON CONFLICT (project_id, key, value, environment, issue_id) DO UPDATE SET
                      count = issue_tags.count + excluded.count,
                      first_seen = LEAST(issue_tags.first_seen, excluded.first_seen),
                      last_seen = GREATEST(issue_tags.last_seen, excluded.last_seen)",
@@ -331,6 +336,94 @@ async fn add_users(tx: &mut Tx<'_>, agg: &Aggregates<'_>) -> Result<()> {
     write_sketches(tx, &changed).await
 }
 
+/// Appends a batch's journal entry (`issue::pending`): SQLite only, whose one writer holds
+/// aggregates back while it is saturated.
+pub(crate) async fn journal_append(tx: &mut Tx<'_>, entry: &[u8]) -> Result<()> {
+    if let Db::Sqlite(t) = tx {
+        sqlx::query("INSERT INTO aggregate_journal (entry) VALUES ($1)")
+            .bind(entry)
+            .execute(&mut **t)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The journal's entries, oldest first, removed from it (they are written by the caller's
+/// transaction, or stay if it rolls back). Empty on PostgreSQL, which has no journal.
+pub(crate) async fn journal_take(tx: &mut Tx<'_>) -> Result<Vec<Vec<u8>>> {
+    let Db::Sqlite(t) = tx else {
+        return Ok(vec![]);
+    };
+    let entries: Vec<(Vec<u8>,)> =
+        sqlx::query_as("SELECT entry FROM aggregate_journal ORDER BY id")
+            .fetch_all(&mut **t)
+            .await?;
+    if !entries.is_empty() {
+        sqlx::query("DELETE FROM aggregate_journal")
+            .execute(&mut **t)
+            .await?;
+    }
+    Ok(entries.into_iter().map(|e| e.0).collect())
+}
+
+/// Where rows summed for `ids` belong now: an issue itself, the issue it was merged into
+/// (followed to the end), or nowhere (deleted, or purged already).
+pub(crate) async fn live_targets(tx: &mut Tx<'_>, ids: &[i64]) -> Result<HashMap<i64, i64>> {
+    let mut target: HashMap<i64, i64> = HashMap::new();
+    let mut merged: HashMap<i64, i64> = HashMap::new();
+    let mut ask: Vec<i64> = ids.to_vec();
+    // Merges chain rarely, and never in a circle: a few rounds reach the end.
+    for _ in 0..8 {
+        if ask.is_empty() {
+            break;
+        }
+        let rows: Vec<(i64, Option<i64>)> = match tx {
+            Db::Sqlite(t) => sqlx::query_as(
+                "SELECT id, merged_into FROM issues WHERE id IN (SELECT value FROM json_each($1))",
+            )
+            .bind(serde_json::to_string(&ask).unwrap_or_else(|_| "[]".into()))
+            .fetch_all(&mut **t)
+            .await?,
+            Db::Postgres(t) => {
+                sqlx::query_as("SELECT id, merged_into FROM issues WHERE id = ANY($1)")
+                    .bind(&ask)
+                    .fetch_all(&mut **t)
+                    .await?
+            }
+        };
+        ask.clear();
+        for (id, into) in rows {
+            match into {
+                None => {
+                    target.insert(id, id);
+                }
+                Some(0) => {}
+                Some(parent) => {
+                    merged.insert(id, parent);
+                    if !target.contains_key(&parent) && !merged.contains_key(&parent) {
+                        ask.push(parent);
+                    }
+                }
+            }
+        }
+    }
+    for &id in ids {
+        let mut at = id;
+        let mut hops = 0;
+        while let Some(&next) = merged.get(&at) {
+            at = next;
+            hops += 1;
+            if hops > 8 {
+                break;
+            }
+        }
+        if let Some(&live) = target.get(&at) {
+            target.insert(id, live);
+        }
+    }
+    Ok(target)
+}
+
 /// Folds the children's aggregates into `parent` (a merge, which holds all their locks):
 /// counts summed, first seen the earliest, last seen the latest, sketches merged; the
 /// children's tag and hour rows are removed, their sketches dropped (a tombstone keeps its
@@ -342,7 +435,7 @@ pub(crate) async fn fold_into(tx: &mut Tx<'_>, parent: i64, children: &[i64]) ->
                                      first_seen, last_seen)
              SELECT $1, project_id, environment, key, value, count, first_seen, last_seen
              FROM issue_tags WHERE issue_id = $2
-             ON CONFLICT (issue_id, environment, key, value) DO UPDATE SET
+             ON CONFLICT (project_id, key, value, environment, issue_id) DO UPDATE SET
                  count = count + excluded.count,
                  first_seen = min(first_seen, excluded.first_seen),
                  last_seen = max(last_seen, excluded.last_seen)",
@@ -356,8 +449,8 @@ pub(crate) async fn fold_into(tx: &mut Tx<'_>, parent: i64, children: &[i64]) ->
                                      first_seen, last_seen)
              SELECT $1, project_id, environment, key, value, count, first_seen, last_seen
              FROM issue_tags WHERE issue_id = $2
-             ORDER BY environment, key, value
-             ON CONFLICT (issue_id, environment, key, value) DO UPDATE SET
+             ORDER BY key, value, environment
+             ON CONFLICT (project_id, key, value, environment, issue_id) DO UPDATE SET
                  count = issue_tags.count + excluded.count,
                  first_seen = LEAST(issue_tags.first_seen, excluded.first_seen),
                  last_seen = GREATEST(issue_tags.last_seen, excluded.last_seen)",

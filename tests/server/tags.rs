@@ -515,3 +515,112 @@ async fn concurrent_posts_count_every_tag_once(backend: Backend) {
     }
     server.stop().await;
 }
+
+/// Events of issue `id` counted under `browser:firefox`.
+async fn firefox(server: &TestServer, backend: Backend, id: i64) -> i64 {
+    let sql = format!(
+        "SELECT COALESCE(CAST(sum(count) AS BIGINT), 0) FROM issue_tags
+         WHERE issue_id = {id} AND key = 'browser' AND value = 'firefox'"
+    );
+    sql_i64(server, backend, &sql).await
+}
+
+/// An event of `kind` (its issue) seen with `browser`, prepared as the pipeline does.
+async fn prepared(server: &TestServer, kind: &str, browser: &str) -> stackhound::event::NewEvent {
+    let pid = server.project_id;
+    let settings = server.store.grouping_settings(pid).await.unwrap().unwrap();
+    let grouping = stackhound::project_grouping::ProjectGrouping::from_settings(pid, &settings);
+    let event = json!({
+        "platform": "python",
+        "level": "error",
+        "environment": "production",
+        "tags": {"browser": browser},
+        "user": {"id": browser},
+        "exception": {"values": [{"type": "KeyError", "value": kind, "stacktrace": {"frames": [
+            {"function": kind, "module": "app", "filename": "app.py", "lineno": 1, "in_app": true}
+        ]}}]},
+    })
+    .to_string();
+    let bytes = event.as_bytes();
+    stackhound::pipeline::prepare(
+        pid,
+        &grouping,
+        None,
+        bytes,
+        || stackhound::payload::StoredPayload::compress(bytes),
+        server.clock.now_secs(),
+        None,
+    )
+    .unwrap()
+    .event
+}
+
+// A saturated SQLite writer journals a batch's aggregates instead of upserting them; what a
+// crash leaves in the journal is written at the next start, to the issue a merge moved the
+// rows to meanwhile. PostgreSQL writes them with each batch: the same figures at the end.
+both_backends!(multi_thread: held_back_aggregates_survive_a_crash_and_follow_a_merge);
+async fn held_back_aggregates_survive_a_crash_and_follow_a_merge(backend: Backend) {
+    let server = crate::helpers::spawn_manual(backend).await;
+    let store = &server.store;
+    let mut writer = store.writer(server.clock.clone());
+    writer.set_busy_probe(std::sync::Arc::new(|| true));
+    // The first batch after a start writes the journal's leftovers, and its own rows.
+    let a = writer
+        .write_batch(&[prepared(&server, "a", "firefox").await])
+        .await
+        .unwrap()[0]
+        .issue_id;
+    assert_eq!(firefox(&server, backend, a).await, 1);
+    // Busy from then on: held back on SQLite, written on PostgreSQL.
+    writer
+        .write_batch(&[prepared(&server, "a", "firefox").await])
+        .await
+        .unwrap();
+    let b = writer
+        .write_batch(&[prepared(&server, "b", "firefox").await])
+        .await
+        .unwrap()[0]
+        .issue_id;
+    assert_ne!(a, b);
+    let journaled = matches!(backend, Backend::Sqlite);
+    assert_eq!(
+        firefox(&server, backend, a).await,
+        if journaled { 1 } else { 2 }
+    );
+    assert_eq!(
+        firefox(&server, backend, b).await,
+        if journaled { 0 } else { 1 }
+    );
+    // Event counts never wait.
+    assert_eq!(store.issue(a).await.unwrap().unwrap().event_count, 2);
+
+    // `b` is merged into `a` (the one with more events), then the writer dies unflushed.
+    let merged = store
+        .merge_issues(
+            server.project_id,
+            &[a, b],
+            stackhound::issue::state::Actor::System,
+            server.clock.now().timestamp_micros(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(merged.parent, a);
+    drop(writer);
+    let mut restarted = store.writer(server.clock.clone());
+    restarted.flush_journal().await.unwrap();
+    assert_eq!(firefox(&server, backend, a).await, 3);
+    assert_eq!(firefox(&server, backend, b).await, 0);
+    let (_, _, values) = server
+        .api(&format!("/api/0/issues/{a}/tags/browser/values/"))
+        .await;
+    assert_eq!(values[0]["count"], 3, "{values}");
+    let journal_left = match backend {
+        Backend::Sqlite => {
+            sql_i64(&server, backend, "SELECT count(*) FROM aggregate_journal").await
+        }
+        Backend::Postgres => 0,
+    };
+    assert_eq!(journal_left, 0);
+    server.stop().await;
+}
