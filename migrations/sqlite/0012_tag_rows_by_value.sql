@@ -24,12 +24,12 @@ ALTER TABLE issue_tags_next RENAME TO issue_tags;
 -- The rest of the key (project_id, environment) is in every entry of a WITHOUT ROWID index.
 CREATE INDEX issue_tags_by_issue ON issue_tags (issue_id, key, value);
 
--- While the one writer is saturated (more events already waiting), a batch appends its
--- events' aggregate facts here (`issue::pending`: ~50 bytes an event) instead of upserting
--- their rows; a later batch, at the latest a second on or as soon as none waits, reads the
--- entries back, writes their sums and empties the table, in its own transaction. A hot
--- issue's tag rows are then written once per flush rather than once per batch, and what a
--- crash leaves here is written by the next flush after the restart.
+-- While the writer is saturated (more events already waiting), a batch appends its events'
+-- aggregate facts here (`issue::pending`: ~50 bytes an event) instead of upserting their
+-- rows; a flush, as soon as a batch finds none waiting and at the latest a second on, takes
+-- the entries, writes their sums and empties the table, in one transaction. A hot issue's tag
+-- rows are then written once per flush rather than once per batch, and what a crash leaves
+-- here is written by the next flush after the restart.
 CREATE TABLE aggregate_journal (
     id    INTEGER PRIMARY KEY,
     entry BLOB NOT NULL

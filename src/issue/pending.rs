@@ -1,6 +1,6 @@
-//! Aggregates held back while the writer is saturated (pure): batches' rows summed in memory,
-//! so that a hot issue's tag rows are written once per flush instead of once per batch, and
-//! each batch's journal entry, from which a restart rebuilds what a crash lost.
+//! Aggregates held back while the writer is saturated (pure): a batch's compact journal
+//! entry, and the sums a flush replays from many entries, so that a hot issue's tag rows are
+//! written once per flush instead of once per batch (a crash's leftovers included).
 
 use super::aggregate::{aggregate, Aggregates, IssueUsers, Sample, StatRow, TagRow};
 use serde::{Deserialize, Serialize};

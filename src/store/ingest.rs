@@ -74,8 +74,8 @@ pub struct Writer {
     releases: ReleaseOrder,
     /// What the last committed batch did to issues (for metrics, counted after the commit).
     last: Transitions,
-    /// Whether events wait behind the batch being written (the pipeline's queue): then, on
-    /// SQLite, its aggregates may go to the journal.
+    /// Whether events wait behind the batch being written (the pipeline's queue): then its
+    /// aggregates may go to the journal.
     busy: Option<BusyProbe>,
     /// What this writer knows of `aggregate_journal`: events in it (`None`: not known yet,
     /// as after a restart) and since when (µs).
@@ -163,13 +163,12 @@ impl Writer {
         self.busy = Some(probe);
     }
 
-    /// Where the next batch's aggregates may go. PostgreSQL (several writers, several
-    /// processes) always upserts them with the batch. SQLite's one writer journals them while
-    /// it is saturated and the journal is young and small, and otherwise writes the journal's
-    /// sums with the batch: a batch with nothing waiting behind it writes every figure, so
-    /// reads that follow the last acknowledged event of a burst see it everywhere.
+    /// Where the next batch's aggregates may go. A writer journals them while it is
+    /// saturated and the journal is young and small, and otherwise writes the journal's sums
+    /// with the batch: a batch with nothing waiting behind it writes every figure, so reads
+    /// that follow the last acknowledged event of a burst see it everywhere.
     fn policy(&self, now_us: i64) -> Policy {
-        if !matches!(self.store.read, Db::Sqlite(_)) || self.busy.is_none() {
+        if self.busy.is_none() {
             return match self.journal {
                 Some((0, _)) => Policy::Direct,
                 _ => Policy::Flush,
@@ -187,23 +186,43 @@ impl Writer {
         }
     }
 
-    /// Writes what the journal holds (SQLite; a no-op elsewhere): at start, what a crash left
-    /// there; at a stop, what the last batches held back.
+    /// Writes what the journal holds (at start, what a crash left there; after a batch that
+    /// found nothing waiting, what the batches before it held back; at a stop, the rest), in a
+    /// transaction of its own that takes no lock but the shared ones on the issues it writes
+    /// to: it may wait for a batch, never a batch for it in a circle. On PostgreSQL one writer
+    /// of all processes flushes at a time (an advisory lock); the others go on.
     pub async fn flush_journal(&mut self) -> Result<()> {
-        if !matches!(self.store.read, Db::Sqlite(_)) || matches!(self.journal, Some((0, _))) {
+        if matches!(self.journal, Some((0, _))) {
             return Ok(());
         }
-        // A connection of its own, handed back after: a writer that has not written yet
-        // holds none (a second writer of one SQLite file would wait for it otherwise).
-        let mut conn = match self.conn.take() {
-            Some(c) => c,
-            None => self.store.write_conn().await?,
+        // A writer that has not written yet holds no connection: it borrows one and hands it
+        // back (a second writer of one SQLite file would wait for it otherwise).
+        let borrowed = self.conn.is_none();
+        if borrowed {
+            self.conn = Some(self.store.write_conn().await?);
+        }
+        let result = match self.conn.as_mut() {
+            Some(conn) => flush_journal(conn).await,
+            None => Ok(false),
         };
-        let mut tx = conn.begin_write().await?;
-        flush_aggregates(&mut tx, None).await?;
-        tx.commit().await?;
-        self.journal = Some((0, self.clock.now().timestamp_micros()));
-        Ok(())
+        match result {
+            Ok(flushed) => {
+                if flushed {
+                    self.journal = Some((0, self.clock.now().timestamp_micros()));
+                }
+                if borrowed {
+                    self.conn = None;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(mut conn) = self.conn.take() {
+                    on!(&mut conn, c => c.close_on_drop());
+                }
+                self.journal = None;
+                Err(e)
+            }
+        }
     }
 
     /// Stores a batch in one transaction; the result is aligned with `batch`. A deadlock or
@@ -241,13 +260,19 @@ impl Writer {
                 Ok((stored, fresh, transitions, aggregation)) => {
                     self.cache.merge(fresh);
                     self.last = transitions;
-                    self.journal = match (aggregation, self.journal) {
+                    match (aggregation, self.journal) {
                         (Aggregation::Journal, Some((events, since))) => {
                             let since = if events == 0 { now_us } else { since };
-                            Some((events + batch.len(), since))
+                            self.journal = Some((events + batch.len(), since));
                         }
-                        _ => Some((0, now_us)),
-                    };
+                        (Aggregation::Direct, _) => self.journal = Some((0, now_us)),
+                        // The events are committed, whatever becomes of the flush.
+                        _ => {
+                            if let Err(e) = self.flush_journal().await {
+                                tracing::warn!(error = %e, "aggregate journal not written; the next batch tries again");
+                            }
+                        }
+                    }
                     return Ok(stored);
                 }
                 // A connection held between batches may have died meanwhile (a restarted or
@@ -913,36 +938,48 @@ async fn add_aggregates(
         })
         .collect();
     match aggregation {
-        Aggregation::Direct => super::tags::add(tx, &aggregate::aggregate(&samples)).await,
+        // A flush follows the batch, in its own transaction (`Writer::flush_journal`).
+        Aggregation::Direct | Aggregation::Flush => {
+            super::tags::add(tx, &aggregate::aggregate(&samples)).await
+        }
         Aggregation::Journal if samples.is_empty() => Ok(()),
         Aggregation::Journal => super::tags::journal_append(tx, &pending::journal(&samples)).await,
-        Aggregation::Flush => flush_aggregates(tx, Some(&aggregate::aggregate(&samples))).await,
     }
 }
 
-/// Writes the journal's sums and `also` (a batch's own, whose issues it holds locked), and
-/// empties the journal. Rows summed in the journal for an issue merged or deleted since go to
-/// the issue it was merged into, or nowhere.
-async fn flush_aggregates(tx: &mut Tx<'_>, also: Option<&aggregate::Aggregates<'_>>) -> Result<()> {
+/// One flush of the journal (see `Writer::flush_journal`): whether it ran.
+async fn flush_journal(conn: &mut Conn) -> Result<bool> {
+    let mut tx = conn.begin_write().await?;
+    if let Db::Postgres(t) = &mut tx {
+        let (ours,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(JOURNAL_LOCK)
+            .fetch_one(&mut **t)
+            .await?;
+        if !ours {
+            return Ok(false);
+        }
+    }
+    flush_aggregates(&mut tx).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// The advisory lock of the one PostgreSQL writer flushing the journal ("SHJR").
+const JOURNAL_LOCK: i64 = 0x5348_4A52;
+
+/// Writes the journal's sums and empties it. Rows summed for an issue merged or deleted since
+/// go to the issue it was merged into, or nowhere.
+async fn flush_aggregates(tx: &mut Tx<'_>) -> Result<()> {
     let entries = super::tags::journal_take(tx).await?;
     if entries.is_empty() {
-        return match also {
-            Some(a) => super::tags::add(tx, a).await,
-            None => Ok(()),
-        };
+        return Ok(());
     }
-    let Some(mut sums) = pending::replay(entries.iter().map(Vec::as_slice)) else {
+    let Some(sums) = pending::replay(entries.iter().map(Vec::as_slice)) else {
         // Only a foreign hand could write an entry this build cannot read: the sums it
         // stood for are lost, which is said, and the rest goes on.
         tracing::error!("aggregate journal entry unreadable; its tag and user figures are lost");
-        return match also {
-            Some(a) => super::tags::add(tx, a).await,
-            None => Ok(()),
-        };
+        return Ok(());
     };
-    if let Some(a) = also {
-        sums.absorb(a);
-    }
     let live = super::tags::live_targets(tx, &sums.issues()).await?;
     let sums = sums.remap(|id| live.get(&id).copied());
     super::tags::add(tx, &sums.view()).await

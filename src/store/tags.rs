@@ -336,33 +336,27 @@ async fn add_users(tx: &mut Tx<'_>, agg: &Aggregates<'_>) -> Result<()> {
     write_sketches(tx, &changed).await
 }
 
-/// Appends a batch's journal entry (`issue::pending`): SQLite only, whose one writer holds
-/// aggregates back while it is saturated.
+/// Appends a batch's journal entry (`issue::pending`): a saturated writer holds its batch's
+/// aggregates back this way.
 pub(crate) async fn journal_append(tx: &mut Tx<'_>, entry: &[u8]) -> Result<()> {
-    if let Db::Sqlite(t) = tx {
-        sqlx::query("INSERT INTO aggregate_journal (entry) VALUES ($1)")
-            .bind(entry)
-            .execute(&mut **t)
-            .await?;
-    }
+    on!(tx, t => sqlx::query("INSERT INTO aggregate_journal (entry) VALUES ($1)")
+        .bind(entry)
+        .execute(&mut **t)
+        .await
+        .map(|r| r.rows_affected()))?;
     Ok(())
 }
 
-/// The journal's entries, oldest first, removed from it (they are written by the caller's
-/// transaction, or stay if it rolls back). Empty on PostgreSQL, which has no journal.
+/// The journal's entries, removed from it: they are written by the caller's transaction, or
+/// stay if it rolls back. Whichever writer takes an entry writes it; on PostgreSQL a second
+/// transaction deleting the same rows waits for the first and then finds them gone, so each
+/// entry counts once.
 pub(crate) async fn journal_take(tx: &mut Tx<'_>) -> Result<Vec<Vec<u8>>> {
-    let Db::Sqlite(t) = tx else {
-        return Ok(vec![]);
-    };
-    let entries: Vec<(Vec<u8>,)> =
-        sqlx::query_as("SELECT entry FROM aggregate_journal ORDER BY id")
-            .fetch_all(&mut **t)
-            .await?;
-    if !entries.is_empty() {
-        sqlx::query("DELETE FROM aggregate_journal")
-            .execute(&mut **t)
-            .await?;
-    }
+    let entries: Vec<(Vec<u8>,)> = on!(tx, t => sqlx::query_as(
+        "DELETE FROM aggregate_journal RETURNING entry"
+    )
+    .fetch_all(&mut **t)
+    .await)?;
     Ok(entries.into_iter().map(|e| e.0).collect())
 }
 
@@ -385,10 +379,14 @@ pub(crate) async fn live_targets(tx: &mut Tx<'_>, ids: &[i64]) -> Result<HashMap
             .fetch_all(&mut **t)
             .await?,
             Db::Postgres(t) => {
-                sqlx::query_as("SELECT id, merged_into FROM issues WHERE id = ANY($1)")
-                    .bind(&ask)
-                    .fetch_all(&mut **t)
-                    .await?
+                // Shared locks (in id order, like every issue lock): a merge of one of these
+                // issues waits for this flush, or this flush for it, never between.
+                sqlx::query_as(
+                    "SELECT id, merged_into FROM issues WHERE id = ANY($1) ORDER BY id FOR SHARE",
+                )
+                .bind(&ask)
+                .fetch_all(&mut **t)
+                .await?
             }
         };
         ask.clear();
