@@ -459,6 +459,13 @@ async fn run_writer(
         tracing::warn!(error = %e, "aggregate journal not written at start");
     }
     loop {
+        // Held-back aggregates wait for nothing once no event waits: another writer may have
+        // taken the rest of the burst, so this one's next batch could be far off.
+        if writer.holds_back() && shared.queue.lock().await.is_empty() {
+            if let Err(e) = writer.flush_journal().await {
+                tracing::warn!(error = %e, "aggregate journal not written; the next batch tries again");
+            }
+        }
         let n = {
             let mut queue = shared.queue.lock().await;
             tokio::select! {

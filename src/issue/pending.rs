@@ -26,11 +26,6 @@ impl Pending {
         self.tags.is_empty() && self.stats.is_empty() && self.users.is_empty()
     }
 
-    /// Rows held: what bounds the memory of a long saturation.
-    pub fn len(&self) -> usize {
-        self.tags.len() + self.stats.len() + self.users.values().map(Vec::len).sum::<usize>()
-    }
-
     pub fn absorb(&mut self, a: &Aggregates<'_>) {
         for r in &a.tags {
             let key = (

@@ -186,11 +186,16 @@ impl Writer {
         }
     }
 
+    /// Whether this writer's batches left entries in the journal that it has not flushed.
+    pub fn holds_back(&self) -> bool {
+        matches!(self.journal, Some((n, _)) if n > 0)
+    }
+
     /// Writes what the journal holds (at start, what a crash left there; after a batch that
     /// found nothing waiting, what the batches before it held back; at a stop, the rest), in a
     /// transaction of its own that takes no lock but the shared ones on the issues it writes
-    /// to: it may wait for a batch, never a batch for it in a circle. On PostgreSQL one writer
-    /// of all processes flushes at a time (an advisory lock); the others go on.
+    /// to: it may wait for a batch, never a batch for it in a circle. On PostgreSQL the
+    /// flushes of all writers and processes take turns (an advisory lock).
     pub async fn flush_journal(&mut self) -> Result<()> {
         if matches!(self.journal, Some((0, _))) {
             return Ok(());
@@ -203,13 +208,11 @@ impl Writer {
         }
         let result = match self.conn.as_mut() {
             Some(conn) => flush_journal(conn).await,
-            None => Ok(false),
+            None => Ok(()),
         };
         match result {
-            Ok(flushed) => {
-                if flushed {
-                    self.journal = Some((0, self.clock.now().timestamp_micros()));
-                }
+            Ok(()) => {
+                self.journal = Some((0, self.clock.now().timestamp_micros()));
                 if borrowed {
                     self.conn = None;
                 }
@@ -947,24 +950,24 @@ async fn add_aggregates(
     }
 }
 
-/// One flush of the journal (see `Writer::flush_journal`): whether it ran.
-async fn flush_journal(conn: &mut Conn) -> Result<bool> {
+/// One flush of the journal (see `Writer::flush_journal`).
+async fn flush_journal(conn: &mut Conn) -> Result<()> {
     let mut tx = conn.begin_write().await?;
+    // Flushes wait for each other rather than skip: one skipped while another's snapshot
+    // missed its entries would leave them unwritten until some later batch. This transaction
+    // holds no other lock yet, so the wait cannot close a circle.
     if let Db::Postgres(t) = &mut tx {
-        let (ours,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock($1)")
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(JOURNAL_LOCK)
-            .fetch_one(&mut **t)
+            .execute(&mut **t)
             .await?;
-        if !ours {
-            return Ok(false);
-        }
     }
     flush_aggregates(&mut tx).await?;
     tx.commit().await?;
-    Ok(true)
+    Ok(())
 }
 
-/// The advisory lock of the one PostgreSQL writer flushing the journal ("SHJR").
+/// The advisory lock PostgreSQL flushes of the journal take in turn ("SHJR").
 const JOURNAL_LOCK: i64 = 0x5348_4A52;
 
 /// Writes the journal's sums and empties it. Rows summed for an issue merged or deleted since
