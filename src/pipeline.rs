@@ -340,17 +340,16 @@ impl Pipeline {
         });
         let counters = Arc::new(Counters::default());
         let health = Arc::new(StorageHealth::default());
+        let crew = Arc::new(crate::store::ingest::Crew::default());
+        let in_flight: Arc<AtomicUsize> = Arc::default();
         let tasks: Vec<_> = (0..writers.max(1))
             .map(|_| {
-                // Events queued while a batch is written: the writer is saturated, and may
-                // hold that batch's aggregates back (`store::ingest`).
-                let waiting = tx.downgrade();
+                // Requests in flight beyond the batches being written: the writers are
+                // saturated, and may hold aggregates back (`store::ingest`).
                 let mut writer = store.writer(clock.clone());
-                writer.set_busy_probe(Arc::new(move || {
-                    waiting
-                        .upgrade()
-                        .is_some_and(|q| q.capacity() < q.max_capacity())
-                }));
+                writer.join(crew.clone());
+                let in_flight = in_flight.clone();
+                writer.set_in_flight(Arc::new(move || in_flight.load(Ordering::SeqCst)));
                 tokio::spawn(run_writer(
                     writer,
                     shared.clone(),
@@ -374,7 +373,7 @@ impl Pipeline {
                 counters,
                 health,
                 metrics,
-                in_flight: Arc::default(),
+                in_flight,
                 capacity,
             },
             all,
@@ -434,6 +433,9 @@ impl Pipeline {
     }
 }
 
+/// How often a writer waiting for events looks again whether held-back aggregates are due.
+const JOURNAL_RECHECK: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// What the writers share: the queue, taken by one free writer at a time, and the stop signal.
 struct Shared {
     queue: tokio::sync::Mutex<mpsc::Receiver<Job>>,
@@ -459,18 +461,27 @@ async fn run_writer(
         tracing::warn!(error = %e, "aggregate journal not written at start");
     }
     loop {
-        // Held-back aggregates wait for nothing once no event waits: another writer may have
-        // taken the rest of the burst, so this one's next batch could be far off.
-        if writer.holds_back() && shared.queue.lock().await.is_empty() {
+        // Held-back aggregates are written once no request is in flight, or when they have
+        // waited their longest (after the answers of the batch that found it so).
+        if writer.journal_due() {
             if let Err(e) = writer.flush_journal().await {
                 tracing::warn!(error = %e, "aggregate journal not written; the next batch tries again");
             }
         }
+        // While aggregates are held back, the wait for events is cut short now and then to
+        // look again: requests in flight may end without an event (refused, or failed).
+        let patience = writer.holds_back().then_some(JOURNAL_RECHECK);
         let n = {
             let mut queue = shared.queue.lock().await;
             tokio::select! {
-                // Both branches are cancel-safe: nothing taken is lost.
+                // Every branch is cancel-safe: nothing taken is lost.
                 n = queue.recv_many(&mut jobs, max_batch) => n,
+                _ = async {
+                    match patience {
+                        Some(d) => tokio::time::sleep(d).await,
+                        None => std::future::pending().await,
+                    }
+                } => continue,
                 _ = shared.stop.notified() => {
                     // Later submissions fail; what is queued is still taken.
                     queue.close();

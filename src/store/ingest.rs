@@ -5,7 +5,7 @@
 //! (project, hash), each insert `ON CONFLICT DO NOTHING` so that two writers creating the same
 //! issue meet on the hash and the loser joins the winner; (2) the projects' short-id counters,
 //! by project id; (3) the events, sorted by (project, event id), a re-sent id skipped by the
-//! unique key; (4) the releases seen first; (5) the touched issues `FOR UPDATE` in id order,
+//! unique key; (4) the releases seen first; (5) the touched issues `FOR NO KEY UPDATE` in id order,
 //! loaded for the lifecycle planner (`store::lifecycle`), whose effects (counts, transitions,
 //! history, outbox alerts, episodes) are applied before the one commit, with the issues'
 //! aggregates (tag values, hourly counts, user sketches: `store::tags`). Counts therefore equal
@@ -19,6 +19,8 @@ use crate::issue::aggregate::{self, Sample};
 use crate::issue::pending;
 use crate::issue::plan::{self, BatchFacts, EventFact, ReleaseOrder};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// hash -> issue links already known to be committed; entries of a failed batch are never
 /// added. A link changes only when a merge moves it to the merge's target: a batch that
@@ -74,12 +76,51 @@ pub struct Writer {
     releases: ReleaseOrder,
     /// What the last committed batch did to issues (for metrics, counted after the commit).
     last: Transitions,
-    /// Whether events wait behind the batch being written (the pipeline's queue): then its
-    /// aggregates may go to the journal.
-    busy: Option<BusyProbe>,
-    /// What this writer knows of `aggregate_journal`: events in it (`None`: not known yet,
-    /// as after a restart) and since when (µs).
-    journal: Option<(usize, i64)>,
+    /// Requests admitted and not yet answered (the pipeline's count); without it the writer
+    /// is never saturated and writes every batch's aggregates before its answers.
+    in_flight: Option<InFlight>,
+    /// The writers of this process, this one among them.
+    crew: Arc<Crew>,
+    /// Whether `crew` knows what `aggregate_journal` holds: not after a start (a crash may
+    /// have left entries) or a failed flush, until this writer's next flush.
+    journal_known: bool,
+}
+
+/// Counts requests admitted and not yet answered.
+pub type InFlight = Arc<dyn Fn() -> usize + Send + Sync>;
+
+/// What the writers of one process share: what they are writing, and what they held back in
+/// `aggregate_journal` since its last flush. Saturation is judged against requests in flight
+/// and peers, not the queue: with several writers (PostgreSQL) the queue is often empty for an
+/// instant while every writer is busy and every connection waits on one.
+#[derive(Debug, Default)]
+pub struct Crew {
+    /// Events in the batches being written now.
+    writing: AtomicUsize,
+    /// Writers writing a batch now.
+    writers: AtomicUsize,
+    /// Events whose aggregates were journaled since the last flush began.
+    journaled: AtomicUsize,
+    /// When the first of them was (µs; 0: none).
+    since_us: AtomicI64,
+}
+
+/// Counts a batch's events in `Crew::writing` while it is written.
+struct Writing(Arc<Crew>, usize);
+
+impl Writing {
+    fn new(crew: &Arc<Crew>, events: usize) -> Self {
+        crew.writing.fetch_add(events, Ordering::SeqCst);
+        crew.writers.fetch_add(1, Ordering::SeqCst);
+        Writing(crew.clone(), events)
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        self.0.writing.fetch_sub(self.1, Ordering::SeqCst);
+        self.0.writers.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// How long aggregates may wait in the journal, and how many events' worth: bounds on how far
@@ -87,46 +128,68 @@ pub struct Writer {
 const JOURNAL_MAX_US: i64 = 1_000_000;
 const JOURNAL_MAX_EVENTS: usize = 50_000;
 
-/// Tells whether events wait to be written.
-pub type BusyProbe = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
-
-/// Where a batch's aggregates may go, decided before the batch; whether the writer is busy
-/// is asked just before they are written, when the batch has taken its time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Policy {
-    Direct,
-    Flush,
-    /// `Journal` if busy, else `Direct`.
-    DirectOrJournal,
-    /// `Journal` if busy, else `Flush`.
-    FlushOrJournal,
-}
-
-impl Policy {
-    fn resolve(self, busy: impl FnOnce() -> bool) -> Aggregation {
-        let (idle, may_journal) = match self {
-            Policy::Direct => (Aggregation::Direct, false),
-            Policy::Flush => (Aggregation::Flush, false),
-            Policy::DirectOrJournal => (Aggregation::Direct, true),
-            Policy::FlushOrJournal => (Aggregation::Flush, true),
-        };
-        if may_journal && busy() {
-            Aggregation::Journal
-        } else {
-            idle
-        }
-    }
-}
-
 /// Where a batch's aggregates go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Aggregation {
-    /// Upserted with the batch (the journal is empty).
+    /// Upserted with the batch (the journal is empty, nothing else waits).
     Direct,
-    /// Appended to the journal.
+    /// Appended to the journal: other requests wait for the writers.
     Journal,
-    /// The journal's sums and the batch's, upserted; the journal emptied.
+    /// Appended to the journal, which is then flushed (after the commit, before the answers):
+    /// nothing else waits, so the batch's answers come with every figure written.
     Flush,
+}
+
+/// Whether a crew's writers are saturated, and what the journal holds: everything a batch
+/// needs to decide where its aggregates go, taken out of the writer so the batch can ask late.
+#[derive(Clone)]
+struct Saturation {
+    in_flight: Option<InFlight>,
+    crew: Arc<Crew>,
+    journal_known: bool,
+}
+
+impl Saturation {
+    /// Requests wait beyond the events being written, or peers write beside this writer.
+    /// The second matters with several writers (PostgreSQL): clients that send again as soon
+    /// as they are answered keep every request inside some batch at times, and a flush each
+    /// time cost PostgreSQL about an eighth of its events/s. So with peers still writing, the
+    /// flush is left to the last writer to finish a burst (`journal_due`).
+    fn busy(&self) -> bool {
+        self.in_flight.as_ref().is_some_and(|f| {
+            f() > self.crew.writing.load(Ordering::SeqCst)
+                || self.crew.writers.load(Ordering::SeqCst) > 1
+        })
+    }
+
+    /// See `Writer::journal_due`.
+    fn journal_due(&self, now_us: i64) -> bool {
+        if !self.journal_known {
+            return true;
+        }
+        let events = self.crew.journaled.load(Ordering::SeqCst);
+        if events == 0 {
+            return false;
+        }
+        let since = self.crew.since_us.load(Ordering::SeqCst);
+        let idle = self.in_flight.as_ref().is_none_or(|f| f() == 0);
+        idle || events >= JOURNAL_MAX_EVENTS || now_us - since >= JOURNAL_MAX_US
+    }
+
+    /// Where the batch's aggregates go: the first batch after a start (or a failed flush)
+    /// writes what the journal may hold; a saturated writer journals; others write directly,
+    /// or flush what is held back along with theirs.
+    fn aggregation(&self) -> Aggregation {
+        if !self.journal_known {
+            Aggregation::Flush
+        } else if self.busy() {
+            Aggregation::Journal
+        } else if self.crew.journaled.load(Ordering::SeqCst) == 0 {
+            Aggregation::Direct
+        } else {
+            Aggregation::Flush
+        }
+    }
 }
 
 /// Lifecycle transitions of one committed batch.
@@ -146,8 +209,9 @@ impl Store {
             cache: HashCache::default(),
             releases: ReleaseOrder::new(),
             last: Transitions::default(),
-            busy: None,
-            journal: None,
+            in_flight: None,
+            crew: Arc::default(),
+            journal_known: false,
         }
     }
 }
@@ -158,37 +222,34 @@ impl Writer {
         self.last
     }
 
-    /// Lets the writer see whether events wait behind a batch (see `policy`).
-    pub fn set_busy_probe(&mut self, probe: BusyProbe) {
-        self.busy = Some(probe);
+    /// Lets the writer see how many requests wait for the writers (see `Saturation`).
+    pub fn set_in_flight(&mut self, in_flight: InFlight) {
+        self.in_flight = Some(in_flight);
     }
 
-    /// Where the next batch's aggregates may go. A writer journals them while it is
-    /// saturated and the journal is young and small, and otherwise writes the journal's sums
-    /// with the batch: a batch with nothing waiting behind it writes every figure, so reads
-    /// that follow the last acknowledged event of a burst see it everywhere.
-    fn policy(&self, now_us: i64) -> Policy {
-        if self.busy.is_none() {
-            return match self.journal {
-                Some((0, _)) => Policy::Direct,
-                _ => Policy::Flush,
-            };
-        }
-        match self.journal {
-            None => Policy::Flush,
-            Some((0, _)) => Policy::DirectOrJournal,
-            Some((events, since))
-                if events < JOURNAL_MAX_EVENTS && now_us - since < JOURNAL_MAX_US =>
-            {
-                Policy::FlushOrJournal
-            }
-            Some(_) => Policy::Flush,
+    /// Makes this writer one of `crew`, the writers of its process (see `Crew`).
+    pub fn join(&mut self, crew: Arc<Crew>) {
+        self.crew = crew;
+    }
+
+    fn saturation(&self) -> Saturation {
+        Saturation {
+            in_flight: self.in_flight.clone(),
+            crew: self.crew.clone(),
+            journal_known: self.journal_known,
         }
     }
 
-    /// Whether this writer's batches left entries in the journal that it has not flushed.
+    /// Whether the journal should be written now, between batches: the crew held aggregates
+    /// back and no request is in flight any more, or they have waited their longest; or what
+    /// the journal holds is not known (a start, a failed flush).
+    pub fn journal_due(&self) -> bool {
+        (self.saturation()).journal_due(self.clock.now().timestamp_micros())
+    }
+
+    /// Whether this process's writers hold aggregates back (`journal_due` will say when).
     pub fn holds_back(&self) -> bool {
-        matches!(self.journal, Some((n, _)) if n > 0)
+        self.crew.journaled.load(Ordering::SeqCst) > 0
     }
 
     /// Writes what the journal holds (at start, what a crash left there; after a batch that
@@ -197,9 +258,13 @@ impl Writer {
     /// to: it may wait for a batch, never a batch for it in a circle. On PostgreSQL the
     /// flushes of all writers and processes take turns (an advisory lock).
     pub async fn flush_journal(&mut self) -> Result<()> {
-        if matches!(self.journal, Some((0, _))) {
+        if self.journal_known && self.crew.journaled.load(Ordering::SeqCst) == 0 {
             return Ok(());
         }
+        // Cleared before the entries are taken: a batch journaled after this point counts
+        // again, so its entries are flushed next time even if this snapshot misses them.
+        let held = self.crew.journaled.swap(0, Ordering::SeqCst);
+        self.crew.since_us.store(0, Ordering::SeqCst);
         // A writer that has not written yet holds no connection: it borrows one and hands it
         // back (a second writer of one SQLite file would wait for it otherwise).
         let borrowed = self.conn.is_none();
@@ -212,7 +277,7 @@ impl Writer {
         };
         match result {
             Ok(()) => {
-                self.journal = Some((0, self.clock.now().timestamp_micros()));
+                self.journal_known = true;
                 if borrowed {
                     self.conn = None;
                 }
@@ -222,15 +287,27 @@ impl Writer {
                 if let Some(mut conn) = self.conn.take() {
                     on!(&mut conn, c => c.close_on_drop());
                 }
-                self.journal = None;
+                self.note_journaled(held.max(1));
+                self.journal_known = false;
                 Err(e)
             }
         }
     }
 
+    /// Counts events held back in the journal, and when the first was.
+    fn note_journaled(&self, events: usize) {
+        let now_us = self.clock.now().timestamp_micros();
+        let _ = self
+            .crew
+            .since_us
+            .compare_exchange(0, now_us, Ordering::SeqCst, Ordering::SeqCst);
+        self.crew.journaled.fetch_add(events, Ordering::SeqCst);
+    }
+
     /// Stores a batch in one transaction; the result is aligned with `batch`. A deadlock or
     /// serialization failure rolls the transaction back and runs it again.
     pub async fn write_batch(&mut self, batch: &[NewEvent]) -> Result<Vec<Stored>> {
+        let _writing = Writing::new(&self.crew, batch.len());
         let mut attempt = 0;
         let mut reconnected = false;
         self.last = Transitions::default();
@@ -239,20 +316,13 @@ impl Writer {
             if self.conn.is_none() {
                 self.conn = Some(self.store.write_conn().await?);
             }
-            let policy = self.policy(now_us);
-            let busy = self.busy.clone();
+            let saturation = self.saturation();
             let Some(conn) = self.conn.as_mut() else {
                 continue;
             };
-            let result = write_batch(
-                conn,
-                batch,
-                &self.cache,
-                &mut self.releases,
-                now_us,
-                policy,
-                busy,
-            )
+            let result = write_batch(conn, batch, &self.cache, &mut self.releases, now_us, || {
+                saturation.aggregation()
+            })
             .await;
             if result.is_err() {
                 // Positions learnt in a rolled-back transaction may name releases that were
@@ -263,17 +333,21 @@ impl Writer {
                 Ok((stored, fresh, transitions, aggregation)) => {
                     self.cache.merge(fresh);
                     self.last = transitions;
-                    match (aggregation, self.journal) {
-                        (Aggregation::Journal, Some((events, since))) => {
-                            let since = if events == 0 { now_us } else { since };
-                            self.journal = Some((events + batch.len(), since));
-                        }
-                        (Aggregation::Direct, _) => self.journal = Some((0, now_us)),
+                    if aggregation != Aggregation::Direct {
+                        self.note_journaled(batch.len());
+                    }
+                    // A batch that journaled while others waited flushes all the same if none
+                    // waits any more: it may be the last of a burst (with several writers,
+                    // a peer's flush could have missed its uncommitted entry).
+                    let flush = match aggregation {
+                        Aggregation::Direct => false,
+                        Aggregation::Journal => !saturation.busy(),
+                        Aggregation::Flush => true,
+                    };
+                    if flush {
                         // The events are committed, whatever becomes of the flush.
-                        _ => {
-                            if let Err(e) = self.flush_journal().await {
-                                tracing::warn!(error = %e, "aggregate journal not written; the next batch tries again");
-                            }
+                        if let Err(e) = self.flush_journal().await {
+                            tracing::warn!(error = %e, "aggregate journal not written; the next batch tries again");
                         }
                     }
                     return Ok(stored);
@@ -323,14 +397,19 @@ async fn write_batch(
     cache: &HashCache,
     releases: &mut ReleaseOrder,
     now_us: i64,
-    policy: Policy,
-    busy: Option<BusyProbe>,
+    aggregation: impl FnOnce() -> Aggregation,
 ) -> Result<(Vec<Stored>, HashCache, Transitions, Aggregation)> {
     let started = std::time::Instant::now();
     let mut tx = conn.begin_write().await?;
     let resolved = resolve_issues(&mut tx, batch, cache).await?;
     let inserted = insert_events(&mut tx, batch, &resolved.issue_of).await?;
     let events_written = started.elapsed();
+    // Journaled aggregates need no issue lock (their flush follows merges and deletions), so
+    // they are appended before the issues are locked, outside the section writers queue on.
+    let aggregation = aggregation();
+    if aggregation != Aggregation::Direct {
+        add_aggregates(&mut tx, batch, &resolved.issue_of, &inserted, aggregation).await?;
+    }
 
     // The lifecycle: releases, locked issues, the plan, its effects.
     let new_releases = note_releases(&mut tx, batch, &inserted, releases, now_us).await?;
@@ -369,8 +448,9 @@ async fn write_batch(
     };
     let draft = plan::plan_batch(&facts);
     bump_issues(&mut tx, draft.counts()).await?;
-    let aggregation = policy.resolve(|| busy.is_some_and(|b| b()));
-    add_aggregates(&mut tx, batch, &resolved.issue_of, &inserted, aggregation).await?;
+    if aggregation == Aggregation::Direct {
+        add_aggregates(&mut tx, batch, &resolved.issue_of, &inserted, aggregation).await?;
+    }
     lifecycle::store_users(&mut tx, draft.users()).await?;
     let answers = lifecycle::answer(&mut tx, &draft.queries, now_us).await?;
     let effects = draft.finish(&facts, &answers);
@@ -941,12 +1021,12 @@ async fn add_aggregates(
         })
         .collect();
     match aggregation {
+        Aggregation::Direct => super::tags::add(tx, &aggregate::aggregate(&samples)).await,
+        _ if samples.is_empty() => Ok(()),
         // A flush follows the batch, in its own transaction (`Writer::flush_journal`).
-        Aggregation::Direct | Aggregation::Flush => {
-            super::tags::add(tx, &aggregate::aggregate(&samples)).await
+        Aggregation::Journal | Aggregation::Flush => {
+            super::tags::journal_append(tx, &pending::journal(&samples)).await
         }
-        Aggregation::Journal if samples.is_empty() => Ok(()),
-        Aggregation::Journal => super::tags::journal_append(tx, &pending::journal(&samples)).await,
     }
 }
 
@@ -1043,6 +1123,88 @@ async fn bump_issues(tx: &mut Tx<'_>, counts: &[plan::CountUpdate]) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn saturation(in_flight: Option<usize>, writing: usize, journaled: usize) -> Saturation {
+        let crew = Arc::new(Crew::default());
+        crew.writing.store(writing, Ordering::SeqCst);
+        crew.journaled.store(journaled, Ordering::SeqCst);
+        Saturation {
+            in_flight: in_flight.map(|n| Arc::new(move || n) as InFlight),
+            crew,
+            journal_known: true,
+        }
+    }
+
+    #[test]
+    fn a_batch_journals_only_while_other_requests_wait() {
+        // Alone, or with every request in flight being written (the last batches of a
+        // burst, one per writer): written before the answers.
+        assert_eq!(
+            saturation(Some(40), 40, 0).aggregation(),
+            Aggregation::Direct
+        );
+        assert_eq!(
+            saturation(Some(40), 40, 900).aggregation(),
+            Aggregation::Flush
+        );
+        // Requests beyond the batches being written: journaled.
+        assert_eq!(
+            saturation(Some(41), 40, 0).aggregation(),
+            Aggregation::Journal
+        );
+        assert_eq!(
+            saturation(Some(256), 64, 900).aggregation(),
+            Aggregation::Journal
+        );
+        // Or peers still writing beside this one (the last to finish flushes).
+        let beside_a_peer = saturation(Some(40), 40, 0);
+        beside_a_peer.crew.writers.store(2, Ordering::SeqCst);
+        assert_eq!(beside_a_peer.aggregation(), Aggregation::Journal);
+        // A writer outside the pipeline is never saturated.
+        assert_eq!(saturation(None, 1, 0).aggregation(), Aggregation::Direct);
+        // After a start the journal may hold a crash's leftovers: the first batch flushes.
+        let mut fresh = saturation(Some(256), 64, 0);
+        fresh.journal_known = false;
+        assert_eq!(fresh.aggregation(), Aggregation::Flush);
+    }
+
+    #[test]
+    fn held_back_aggregates_are_due_when_idle_or_old_or_many() {
+        let held = |in_flight, journaled, since_us| {
+            let s = saturation(Some(in_flight), 0, journaled);
+            s.crew.since_us.store(since_us, Ordering::SeqCst);
+            s
+        };
+        let now = 10_000_000;
+        assert!(!held(256, 0, 0).journal_due(now), "nothing held back");
+        assert!(
+            !held(256, 900, now - 999_999).journal_due(now),
+            "young, under load"
+        );
+        assert!(
+            held(256, 900, now - JOURNAL_MAX_US).journal_due(now),
+            "a second old"
+        );
+        assert!(
+            held(256, JOURNAL_MAX_EVENTS, now).journal_due(now),
+            "too many"
+        );
+        assert!(held(0, 1, now).journal_due(now), "no request in flight");
+        let mut restarted = held(256, 0, 0);
+        restarted.journal_known = false;
+        assert!(restarted.journal_due(now), "what a crash left");
+    }
+
+    #[test]
+    fn a_counted_batch_stops_counting_when_written() {
+        let crew = Arc::new(Crew::default());
+        {
+            let _a = Writing::new(&crew, 64);
+            let _b = Writing::new(&crew, 10);
+            assert_eq!(crew.writing.load(Ordering::SeqCst), 74);
+        }
+        assert_eq!(crew.writing.load(Ordering::SeqCst), 0);
+    }
 
     #[test]
     fn chunks_cover_any_batch_with_few_sizes() {

@@ -82,10 +82,12 @@ pub async fn lock_issues(
         }
         Db::Postgres(t) => {
             // Rows are locked as they come out of the sort: in id order, the one order every
-            // transaction uses, so two writers never wait for each other in a circle.
+            // transaction uses, so two writers never wait for each other in a circle. `NO KEY
+            // UPDATE`, the lock an UPDATE of these columns takes anyway: writers still queue on
+            // it, but a flush of the aggregate journal (`KEY SHARE`) does not stop them.
             sqlx::query_as(&format!(
                 "SELECT {FACTS}, merged_into FROM issues
-                 WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+                 WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE"
             ))
             .bind(ids)
             .fetch_all(&mut **t)
@@ -419,7 +421,7 @@ impl Store {
     }
 
     /// Unmutes the muted issues whose time limit has passed; returns how many. On PostgreSQL
-    /// each due issue is claimed with `FOR UPDATE SKIP LOCKED`: with several processes, each
+    /// each due issue is claimed with `FOR NO KEY UPDATE SKIP LOCKED`: with several processes, each
     /// one is unmuted (and alerted) by one of them, and a process that dies mid-way leaves its
     /// claims to the next round of the others.
     pub async fn unmute_due(&self, now_us: i64) -> Result<usize> {
@@ -427,7 +429,7 @@ impl Store {
         let mut tx = conn.begin_write().await?;
         let lock = match &tx {
             Db::Sqlite(_) => "",
-            Db::Postgres(_) => "FOR UPDATE SKIP LOCKED",
+            Db::Postgres(_) => "FOR NO KEY UPDATE SKIP LOCKED",
         };
         let sql = format!(
             "SELECT {FACTS} FROM issues

@@ -379,10 +379,11 @@ pub(crate) async fn live_targets(tx: &mut Tx<'_>, ids: &[i64]) -> Result<HashMap
             .fetch_all(&mut **t)
             .await?,
             Db::Postgres(t) => {
-                // Shared locks (in id order, like every issue lock): a merge of one of these
-                // issues waits for this flush, or this flush for it, never between.
+                // Key-share locks (in id order, like every issue lock): a merge or deletion of
+                // one of these issues (`FOR UPDATE`) waits for this flush, or this flush for
+                // it, never between; ingest batches (`FOR NO KEY UPDATE`) go on beside it.
                 sqlx::query_as(
-                    "SELECT id, merged_into FROM issues WHERE id = ANY($1) ORDER BY id FOR SHARE",
+                    "SELECT id, merged_into FROM issues WHERE id = ANY($1) ORDER BY id FOR KEY SHARE",
                 )
                 .bind(&ask)
                 .fetch_all(&mut **t)

@@ -563,7 +563,8 @@ async fn held_back_aggregates_survive_a_crash_and_follow_a_merge(backend: Backen
     let server = crate::helpers::spawn_manual(backend).await;
     let store = &server.store;
     let mut writer = store.writer(server.clock.clone());
-    writer.set_busy_probe(std::sync::Arc::new(|| true));
+    // Always saturated: more requests in flight than the batch holds.
+    writer.set_in_flight(std::sync::Arc::new(|| usize::MAX));
     // The first batch after a start writes the journal's leftovers, and its own rows.
     let a = writer
         .write_batch(&[prepared(&server, "a", "firefox").await])
