@@ -84,6 +84,9 @@ pub struct Writer {
     /// Whether `crew` knows what `aggregate_journal` holds: not after a start (a crash may
     /// have left entries) or a failed flush, until this writer's next flush.
     journal_known: bool,
+    /// Until when (µs) a writer between batches leaves a failed flush alone: during a storage
+    /// fault the next batch tries it (and fails with a reason), not a loop every recheck.
+    flush_retry_at_us: i64,
 }
 
 /// Counts requests admitted and not yet answered.
@@ -127,6 +130,9 @@ impl Drop for Writing {
 /// tag summaries, filtered lists and user counts lag the events under saturation.
 const JOURNAL_MAX_US: i64 = 1_000_000;
 const JOURNAL_MAX_EVENTS: usize = 50_000;
+
+/// How long a writer between batches waits before it tries a failed flush again.
+const FLUSH_RETRY_US: i64 = 1_000_000;
 
 /// Where a batch's aggregates go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,6 +218,7 @@ impl Store {
             in_flight: None,
             crew: Arc::default(),
             journal_known: false,
+            flush_retry_at_us: 0,
         }
     }
 }
@@ -244,7 +251,8 @@ impl Writer {
     /// back and no request is in flight any more, or they have waited their longest; or what
     /// the journal holds is not known (a start, a failed flush).
     pub fn journal_due(&self) -> bool {
-        (self.saturation()).journal_due(self.clock.now().timestamp_micros())
+        let now_us = self.clock.now().timestamp_micros();
+        now_us >= self.flush_retry_at_us && self.saturation().journal_due(now_us)
     }
 
     /// Whether this process's writers hold aggregates back (`journal_due` will say when).
@@ -289,6 +297,7 @@ impl Writer {
                 }
                 self.note_journaled(held.max(1));
                 self.journal_known = false;
+                self.flush_retry_at_us = self.clock.now().timestamp_micros() + FLUSH_RETRY_US;
                 Err(e)
             }
         }
@@ -1042,30 +1051,33 @@ async fn flush_journal(conn: &mut Conn) -> Result<()> {
             .execute(&mut **t)
             .await?;
     }
-    flush_aggregates(&mut tx).await?;
+    let started = std::time::Instant::now();
+    let entries = flush_aggregates(&mut tx).await?;
     tx.commit().await?;
+    tracing::debug!(entries, took = ?started.elapsed(), "aggregate journal flushed");
     Ok(())
 }
 
 /// The advisory lock PostgreSQL flushes of the journal take in turn ("SHJR").
 const JOURNAL_LOCK: i64 = 0x5348_4A52;
 
-/// Writes the journal's sums and empties it. Rows summed for an issue merged or deleted since
-/// go to the issue it was merged into, or nowhere.
-async fn flush_aggregates(tx: &mut Tx<'_>) -> Result<()> {
+/// Writes the journal's sums and empties it; returns how many entries it took. Rows summed
+/// for an issue merged or deleted since go to the issue it was merged into, or nowhere.
+async fn flush_aggregates(tx: &mut Tx<'_>) -> Result<usize> {
     let entries = super::tags::journal_take(tx).await?;
     if entries.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let Some(sums) = pending::replay(entries.iter().map(Vec::as_slice)) else {
         // Only a foreign hand could write an entry this build cannot read: the sums it
         // stood for are lost, which is said, and the rest goes on.
         tracing::error!("aggregate journal entry unreadable; its tag and user figures are lost");
-        return Ok(());
+        return Ok(entries.len());
     };
     let live = super::tags::live_targets(tx, &sums.issues()).await?;
     let sums = sums.remap(|id| live.get(&id).copied());
-    super::tags::add(tx, &sums.view()).await
+    super::tags::add(tx, &sums.view()).await?;
+    Ok(entries.len())
 }
 
 /// Adds the inserted events to their (locked) issues: count, first and last seen.

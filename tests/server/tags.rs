@@ -451,6 +451,18 @@ async fn concurrent_posts_count_every_tag_once(backend: Backend) {
     const EACH: u32 = 40;
     let server = spawn(backend).await;
     let now = now_s();
+    let nth = move |n: u32| {
+        event(
+            &format!("c{}", n % 4),
+            now,
+            f64::from(n % 7) * 1000.0,
+            json!({
+                "tags": {"slot": format!("s{}", n % 3)},
+                "environment": if n.is_multiple_of(2) { "prod" } else { "dev" },
+                "user": {"id": format!("u{}", n % 10)},
+            }),
+        )
+    };
     let mut tasks = Vec::new();
     for c in 0..CLIENTS {
         let http = server.http.clone();
@@ -458,17 +470,7 @@ async fn concurrent_posts_count_every_tag_once(backend: Backend) {
         let auth = server.auth_header();
         tasks.push(tokio::spawn(async move {
             for i in 0..EACH {
-                let n = c * EACH + i;
-                let e = event(
-                    &format!("c{}", n % 4),
-                    now,
-                    f64::from(n % 7) * 1000.0,
-                    json!({
-                        "tags": {"slot": format!("s{}", n % 3)},
-                        "environment": if n.is_multiple_of(2) { "prod" } else { "dev" },
-                        "user": {"id": format!("u{}", n % 10)},
-                    }),
-                );
+                let e = nth(c * EACH + i);
                 let resp = (http.post(&url))
                     .header("x-sentry-auth", &auth)
                     .body(envelope(&e))
@@ -482,6 +484,11 @@ async fn concurrent_posts_count_every_tag_once(backend: Backend) {
     for t in tasks {
         t.await.unwrap();
     }
+    // With several writers (PostgreSQL) the figures of a burst's last batches may follow its
+    // last answer by a few milliseconds; a batch that finds itself alone writes everything
+    // held back before its answer (README, "When a saturated writer catches up"), as this
+    // last event, sent on its own, does.
+    post(&server, nth(CLIENTS * EACH)).await;
     let issues = server.all_issues().await;
     assert_eq!(issues.len(), 4);
     for i in &issues {
@@ -489,7 +496,7 @@ async fn concurrent_posts_count_every_tag_once(backend: Backend) {
         let count: i64 = i["count"].as_str().unwrap().parse().unwrap();
         // What each issue should hold is counted from what was sent to it.
         let fp: u32 = i["title"].as_str().unwrap()[1..2].parse().unwrap();
-        let sent: Vec<u32> = (0..CLIENTS * EACH).filter(|n| n % 4 == fp).collect();
+        let sent: Vec<u32> = (0..=CLIENTS * EACH).filter(|n| n % 4 == fp).collect();
         assert_eq!(count, sent.len() as i64);
         let (_, _, tags) = server.api(&format!("/api/0/issues/{id}/tags/")).await;
         for t in tags.as_array().unwrap() {
