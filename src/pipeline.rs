@@ -455,14 +455,10 @@ async fn run_writer(
     metrics: crate::metrics::Metrics,
 ) {
     let mut jobs = Vec::with_capacity(max_batch);
-    // What a crash left in the aggregate journal is written now, not at the next event (if
-    // this fails, the first batch writes it).
-    if let Err(e) = writer.flush_journal().await {
-        tracing::warn!(error = %e, "aggregate journal not written at start");
-    }
     loop {
         // Held-back aggregates are written once no request is in flight, or when they have
-        // waited their longest (after the answers of the batch that found it so).
+        // waited their longest (after the answers of the batch that found it so); at start,
+        // what a crash left in the journal (if that fails, the first batch writes it).
         if writer.journal_due() {
             if let Err(e) = writer.flush_journal().await {
                 tracing::warn!(error = %e, "aggregate journal not written; the next batch tries again");

@@ -5,10 +5,11 @@
 //! (project, hash), each insert `ON CONFLICT DO NOTHING` so that two writers creating the same
 //! issue meet on the hash and the loser joins the winner; (2) the projects' short-id counters,
 //! by project id; (3) the events, sorted by (project, event id), a re-sent id skipped by the
-//! unique key; (4) the releases seen first; (5) the touched issues `FOR NO KEY UPDATE` in id order,
-//! loaded for the lifecycle planner (`store::lifecycle`), whose effects (counts, transitions,
-//! history, outbox alerts, episodes) are applied before the one commit, with the issues'
-//! aggregates (tag values, hourly counts, user sketches: `store::tags`). Counts therefore equal
+//! unique key; (4) the releases seen first; (5) the touched issues `FOR NO KEY UPDATE` in id
+//! order, loaded for the lifecycle planner (`store::lifecycle`), whose effects (counts,
+//! transitions, history, outbox alerts, episodes) are applied before the one commit, with the
+//! issues' aggregates (tag values, hourly counts, user sketches: `store::tags`), or their
+//! journal entry, appended before the locks by a saturated writer. Counts therefore equal
 //! stored events at every commit, and each decision is made from the locked, stored state.
 
 use super::lifecycle;
@@ -1149,25 +1150,19 @@ mod tests {
 
     #[test]
     fn a_batch_journals_only_while_other_requests_wait() {
-        // Alone, or with every request in flight being written (the last batches of a
-        // burst, one per writer): written before the answers.
-        assert_eq!(
-            saturation(Some(40), 40, 0).aggregation(),
-            Aggregation::Direct
-        );
-        assert_eq!(
-            saturation(Some(40), 40, 900).aggregation(),
-            Aggregation::Flush
-        );
-        // Requests beyond the batches being written: journaled.
-        assert_eq!(
-            saturation(Some(41), 40, 0).aggregation(),
-            Aggregation::Journal
-        );
-        assert_eq!(
-            saturation(Some(256), 64, 900).aggregation(),
-            Aggregation::Journal
-        );
+        // (requests in flight, events being written, events journaled) -> where they go.
+        for (in_flight, writing, journaled, want) in [
+            // Alone, or with every request in flight being written (the last batches of a
+            // burst, one per writer): written before the answers.
+            (40, 40, 0, Aggregation::Direct),
+            (40, 40, 900, Aggregation::Flush),
+            // Requests beyond the batches being written: journaled.
+            (41, 40, 0, Aggregation::Journal),
+            (256, 64, 900, Aggregation::Journal),
+        ] {
+            let s = saturation(Some(in_flight), writing, journaled);
+            assert_eq!(s.aggregation(), want, "{in_flight} {writing} {journaled}");
+        }
         // Or peers still writing beside this one (the last to finish flushes).
         let beside_a_peer = saturation(Some(40), 40, 0);
         beside_a_peer.crew.writers.store(2, Ordering::SeqCst);

@@ -421,9 +421,9 @@ impl Store {
     }
 
     /// Unmutes the muted issues whose time limit has passed; returns how many. On PostgreSQL
-    /// each due issue is claimed with `FOR NO KEY UPDATE SKIP LOCKED`: with several processes, each
-    /// one is unmuted (and alerted) by one of them, and a process that dies mid-way leaves its
-    /// claims to the next round of the others.
+    /// each due issue is claimed with `FOR NO KEY UPDATE SKIP LOCKED`: with several processes,
+    /// each one is unmuted (and alerted) by one of them, and a process that dies mid-way leaves
+    /// its claims to the next round of the others.
     pub async fn unmute_due(&self, now_us: i64) -> Result<usize> {
         let mut conn = self.write_conn().await?;
         let mut tx = conn.begin_write().await?;
